@@ -1,0 +1,20 @@
+/*
+ * cli.h - the tdx-runner subcommands. main.c dispatches through one explicit
+ * table; each command parses its own flags and prints its own --help.
+ * Exit codes: 0 success, 1 the command ran and the answer is "no" (e.g. a
+ * verdict that fails policy), 2 usage or I/O errors.
+ */
+#ifndef TDXR_AGENT_CLI_H
+#define TDXR_AGENT_CLI_H
+
+struct cli_command {
+	const char *name;
+	const char *summary;
+	int (*run)(int argc, char **argv);
+	void (*help)(void);
+};
+
+int cli_verify(int argc, char **argv);
+void cli_verify_help(void);
+
+#endif

@@ -1,0 +1,106 @@
+/*
+ * main.c - the tdx-runner binary: one table of subcommands, nothing else.
+ */
+#include "agent/cli.h"
+
+#include "common/secret.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int cmd_help(int argc, char **argv);
+static void help_help(void);
+static int cmd_version(int argc, char **argv);
+static void version_help(void);
+
+static const struct cli_command commands[] = {
+	{"verify", "verify a TDX quote, or re-verify an attestation bundle, offline", cli_verify,
+	 cli_verify_help},
+	{"version", "print the version", cmd_version, version_help},
+	{"help", "list the commands, or show one command's help", cmd_help, help_help},
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage(FILE *out)
+{
+	size_t i;
+
+	fprintf(out, "usage: tdx-runner COMMAND [ARGS...]\n\n"
+		     "Runs CI jobs in attested Intel TDX confidential VMs.\n\ncommands:\n");
+	for (i = 0; i < N_COMMANDS; i++)
+		fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(out, "\nRun 'tdx-runner COMMAND --help' for a command's options.\n");
+}
+
+static const struct cli_command *find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < N_COMMANDS; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+static void help_help(void)
+{
+	printf("usage: tdx-runner help [COMMAND]\n\nLists the commands, or prints COMMAND's help.\n");
+}
+
+static int cmd_help(int argc, char **argv)
+{
+	const struct cli_command *c;
+
+	if (argc < 2) {
+		usage(stdout);
+		return 0;
+	}
+	c = find(argv[1]);
+	if (c == NULL) {
+		fprintf(stderr, "tdx-runner: unknown command '%s'\n", argv[1]);
+		return 2;
+	}
+	c->help();
+	return 0;
+}
+
+static void version_help(void)
+{
+	printf("usage: tdx-runner version\n\nPrints the version.\n");
+}
+
+static int cmd_version(int argc, char **argv)
+{
+	printf("tdx-runner %s\n", TDXR_VERSION);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const struct cli_command *c;
+	int i;
+
+	tdxr_secret_harden_process();
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+		return cmd_help(1, argv);
+	if (strcmp(argv[1], "--version") == 0)
+		return cmd_version(1, argv);
+	c = find(argv[1]);
+	if (c == NULL) {
+		fprintf(stderr, "tdx-runner: unknown command '%s' (see 'tdx-runner help')\n", argv[1]);
+		return 2;
+	}
+	for (i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			c->help();
+			return 0;
+		}
+	}
+	return c->run(argc - 1, argv + 1);
+}

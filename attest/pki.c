@@ -18,6 +18,44 @@
 #include <openssl/x509v3.h>
 #include <string.h>
 
+/*
+ * The chain text must be exactly the canonical PEM of the certificates it
+ * carries (64-column base64, "\n" line ends; "\r\n" tolerated), nothing
+ * before, between or after them. PEM readers skip junk and ignore unused base64
+ * bits, so without this check different bytes could carry the same chain and a
+ * byte-flip in a signed structure could go unnoticed.
+ */
+static int pem_canonical(STACK_OF(X509) *sk, const char *pem, size_t len, struct tdxr_err *err)
+{
+	BIO *mem = BIO_new(BIO_s_mem());
+	const char *canon = NULL;
+	size_t i = 0, j = 0;
+	long clen;
+	int k, rc = 0;
+
+	if (mem == NULL)
+		return tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
+	for (k = 0; k < sk_X509_num(sk); k++)
+		if (!PEM_write_bio_X509(mem, sk_X509_value(sk, k))) {
+			BIO_free(mem);
+			return tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
+		}
+	clen = BIO_get_mem_data(mem, &canon);
+	while (i < len && j < (size_t)clen) {
+		if (pem[i] == '\r' && i + 1 < len && pem[i + 1] == '\n' && canon[j] == '\n')
+			i++;
+		if (pem[i] != canon[j])
+			break;
+		i++;
+		j++;
+	}
+	if (i != len || j != (size_t)clen)
+		rc = tdxr_err_set(err, TDXR_EINVAL,
+				  "certificate chain is not canonical PEM (unexpected byte at offset %zu)", i);
+	BIO_free(mem);
+	return rc;
+}
+
 int attest__pem_chain(const char *pem, size_t len, STACK_OF(X509) **out, struct tdxr_err *err)
 {
 	STACK_OF(X509) *sk = NULL;
@@ -50,6 +88,8 @@ int attest__pem_chain(const char *pem, size_t len, STACK_OF(X509) **out, struct 
 		rc = tdxr_err_set(err, TDXR_EINVAL, "no PEM certificate could be read");
 		goto out;
 	}
+	if ((rc = pem_canonical(sk, pem, len, err)))
+		goto out;
 	*out = sk;
 	sk = NULL;
 out:
@@ -209,7 +249,24 @@ int attest__chain_verify(X509 *root, STACK_OF(X509) *chain, X509_CRL *const *crl
 				    X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
 	X509_VERIFY_PARAM_set_depth(X509_STORE_CTX_get0_param(ctx), 4);
 	vr = X509_verify_cert(ctx);
-	if (vr != 1) {
+	if (vr == 1) {
+		/* Every certificate supplied must be on the verified path: nothing unused rides along. */
+		STACK_OF(X509) *path = X509_STORE_CTX_get0_chain(ctx);
+
+		for (i = 0; i < sk_X509_num(chain); i++) {
+			int j, found = 0;
+
+			for (j = 0; path && j < sk_X509_num(path) && !found; j++)
+				found = X509_cmp(sk_X509_value(chain, i), sk_X509_value(path, j)) == 0;
+			if (!found) {
+				subject_cn(sk_X509_value(chain, i), cn, sizeof(cn));
+				rc = tdxr_err_set(err, TDXR_EATTEST,
+						  "%s: certificate %d ('%s') is not on the verified path to the root",
+						  what, i, cn);
+				goto out;
+			}
+		}
+	} else {
 		int e = X509_STORE_CTX_get_error(ctx);
 
 		subject_cn(X509_STORE_CTX_get_current_cert(ctx), cn, sizeof(cn));

@@ -20,7 +20,8 @@
 
 /*
  * The chain text must be exactly the canonical PEM of the certificates it
- * carries (64-column base64, "\n" line ends; "\r\n" tolerated), nothing
+ * carries (64-column base64, "\n" line ends; "\r\n" and a missing final
+ * newline tolerated), nothing
  * before, between or after them. PEM readers skip junk and ignore unused base64
  * bits, so without this check different bytes could carry the same chain and a
  * byte-flip in a signed structure could go unnoticed.
@@ -49,6 +50,8 @@ static int pem_canonical(STACK_OF(X509) *sk, const char *pem, size_t len, struct
 		i++;
 		j++;
 	}
+	if (i == len && j + 1 == (size_t)clen && canon[j] == '\n')
+		j++; /* the final newline may be missing (Intel PCS headers drop it) */
 	if (i != len || j != (size_t)clen)
 		rc = tdxr_err_set(err, TDXR_EINVAL,
 				  "certificate chain is not canonical PEM (unexpected byte at offset %zu)", i);

@@ -165,7 +165,7 @@ int attest__status_copy(struct attest_status_adv *dst, const struct attest_statu
 static int components(json_t *tcb, const char *k, uint8_t out[16], struct tdxr_err *err, const char *ctx)
 {
 	json_t *arr = json_object_get(tcb, k), *c;
-	long long v;
+	long long v = 0;
 	size_t i;
 
 	if (!json_is_array(arr) || json_array_size(arr) != 16)
@@ -183,7 +183,7 @@ static int module_levels(json_t *arr, struct attest_module_level **out, size_t *
 {
 	json_t *lvl;
 	size_t i;
-	long long v;
+	long long v = 0;
 
 	*out = NULL;
 	*n = 0;
@@ -244,7 +244,7 @@ int attest__tcb_info_parse(const char *text, size_t len, struct attest_tcb_info 
 	struct attest_tcb_info *t = NULL;
 	json_t *root, *levels, *lvl, *mod, *mods;
 	const char *id = "";
-	long long v;
+	long long v = 0;
 	size_t i;
 	int rc = TDXR_EINVAL;
 
@@ -383,7 +383,7 @@ int attest__qe_identity_parse(const char *text, size_t len, struct attest_qe_ide
 	struct attest_qe_identity *q = NULL;
 	json_t *root;
 	const char *id = "";
-	long long v;
+	long long v = 0;
 	int rc = TDXR_EINVAL;
 
 	*out = NULL;

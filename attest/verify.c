@@ -259,7 +259,7 @@ static int step_tcb_info(struct run *r)
 	if (strcmp(r->tcb->id, tdx ? "TDX" : "SGX") != 0)
 		return failf(r, "tcb_info", "%s quote with %s TCB info in the collateral", tdx ? "TDX" : "SGX",
 			     r->tcb->id);
-	step(r->v, "tcb_info", ATTEST_STEP_PASS, "%s TCB info v%d signed by Intel's TCB signing chain, current",
+	step(r->v, "tcb_info", ATTEST_STEP_PASS, "%s TCB info v%d signed by a TCB signing chain to the root, current",
 	     r->tcb->id, r->tcb->version);
 	return 0;
 }

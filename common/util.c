@@ -260,10 +260,11 @@ int tdxr_file_write_atomic(const char *path, const void *p, size_t n, unsigned m
 	int fd, dfd, rc = 0;
 	size_t off = 0;
 
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp) ||
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= sizeof(tmp) ||
 	    (size_t)snprintf(dirbuf, sizeof(dirbuf), "%s", path) >= sizeof(dirbuf))
 		return tdxr_err_set(err, TDXR_EINVAL, "path too long: %s", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
+	/* A unique temp name: concurrent writers of one path never share a temp file. */
+	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return tdxr_err_set(err, TDXR_EIO, "cannot create %s: %s", tmp, strerror(errno));
 	while (off < n) {

@@ -16,6 +16,8 @@ struct cli_command {
 
 int cli_verify(int argc, char **argv);
 void cli_verify_help(void);
+int cli_collateral(int argc, char **argv);
+void cli_collateral_help(void);
 int cli_simulate(int argc, char **argv);
 void cli_simulate_help(void);
 

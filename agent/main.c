@@ -16,6 +16,8 @@ static void version_help(void);
 static const struct cli_command commands[] = {
 	{"verify", "verify a TDX quote, or re-verify an attestation bundle, offline", cli_verify,
 	 cli_verify_help},
+	{"collateral", "fetch quote collateral from Intel PCS or a PCCS (cached per FMSPC)", cli_collateral,
+	 cli_collateral_help},
 	{"simulate", "produce simulated TDX evidence and an attestation bundle (attest/sim)", cli_simulate,
 	 cli_simulate_help},
 	{"version", "print the version", cmd_version, version_help},

@@ -102,6 +102,10 @@ struct attest_quote {
 /* Parses a binary quote. Every length is checked; *out is set only on success. */
 int attest_quote_parse(const uint8_t *p, size_t len, struct attest_quote **out, struct tdxr_err *err);
 void attest_quote_free(struct attest_quote *q);
+/* What a collateral fetch needs from a quote: FMSPC (12 hex digits) and the PCK CA
+ * ("platform" or "processor") from its PCK leaf certificate. No verification. */
+int attest_quote_pck_info(const struct attest_quote *q, char fmspc_hex[13], const char **pck_ca,
+			  struct tdxr_err *err);
 /* Reads a quote file: binary, or hex text (optional 0x, whitespace allowed). */
 int attest_quote_load(const uint8_t *p, size_t len, uint8_t **bin, size_t *bin_len, struct tdxr_err *err);
 

@@ -734,8 +734,13 @@ static int ev_from_json(struct ev_ctx *x, json_t *root, struct tdxr_err *err)
 		size_t n = 0;
 
 		known = 1;
-		if (tdxr_hex_decode_text((const uint8_t *)s, len, &b, &n))
+		b = malloc(len / 2 + 1);
+		if (b == NULL)
+			return tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
+		if (len == 0 || tdxr_hex_decode(s, len, b, len / 2, &n)) {
+			free(b);
 			return tdxr_err_set(err, TDXR_EINVAL, "evidence: \"attestation\" is not valid hex");
+		}
 		rc = ev_scale(x, b, n, "attestation", 0, err);
 		free(b);
 		if (rc)

@@ -7,6 +7,7 @@
 #include "attest/attest_int.h"
 
 #include "common/buf.h"
+#include "common/util.h"
 
 #include <openssl/bio.h>
 #include <openssl/core_names.h>
@@ -216,7 +217,7 @@ int attest__chain_verify(X509 *root, STACK_OF(X509) *chain, X509_CRL *const *crl
 	if (chain == NULL || sk_X509_num(chain) < 1)
 		return tdxr_err_set(err, TDXR_EATTEST, "%s: empty certificate chain", what);
 	leaf = sk_X509_value(chain, 0);
-	if (!leaf_may_be_ca && X509_check_ca(leaf) != 0) {
+	if (!leaf_may_be_ca && (X509_check_ca(leaf) != 0 || (X509_get_extension_flags(leaf) & EXFLAG_CA))) {
 		subject_cn(leaf, cn, sizeof(cn));
 		return tdxr_err_set(err, TDXR_EATTEST, "%s: leaf certificate '%s' is a CA used as end entity",
 				    what, cn);
@@ -469,5 +470,34 @@ int attest__pck_ext_parse(X509 *leaf, struct attest_pck_ext *out, struct tdxr_er
 bad:
 	rc = tdxr_err_set(err, TDXR_EATTEST, "PCK certificate SGX extension is malformed DER");
 out:
+	return rc;
+}
+
+int attest_quote_pck_info(const struct attest_quote *q, char fmspc_hex[13], const char **pck_ca,
+			  struct tdxr_err *err)
+{
+	STACK_OF(X509) *chain = NULL;
+	struct attest_pck_ext ext;
+	char issuer[256];
+	X509 *leaf;
+	int rc;
+
+	if ((rc = attest__pem_chain(q->pck_chain_pem, q->pck_chain_len, &chain, err)))
+		return rc;
+	leaf = sk_X509_value(chain, 0);
+	rc = attest__pck_ext_parse(leaf, &ext, err);
+	if (rc == 0) {
+		issuer[0] = '\0';
+		X509_NAME_get_text_by_NID(X509_get_issuer_name(leaf), NID_commonName, issuer, (int)sizeof(issuer));
+		if (strstr(issuer, "Platform"))
+			*pck_ca = "platform";
+		else if (strstr(issuer, "Processor"))
+			*pck_ca = "processor";
+		else
+			rc = tdxr_err_set(err, TDXR_EINVAL,
+					  "PCK leaf issuer '%s' is neither a Platform nor a Processor CA", issuer);
+		tdxr_hex_encode(ext.fmspc, 6, fmspc_hex);
+	}
+	sk_X509_pop_free(chain, X509_free);
 	return rc;
 }

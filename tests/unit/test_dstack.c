@@ -876,6 +876,42 @@ static void test_ratls_cert_extension_and_report_data(void **state)
 	json_decref(o);
 	EVP_PKEY_free(key);
 	free(pem);
+	/* newer dstack: the stripped SCALE attestation in extension .1.8; its log is
+	 * used only when the response has none of its own */
+	{
+		static uint8_t big[8200];
+		struct sb sc;
+		size_t blen;
+
+		sb_head(&sc, 0);
+		sb_compact(&sc, 1);
+		sb_str(&sc, "app-id");
+		sb_str(&sc, "\x0a\x0b");
+		sb_tail(&sc);
+		blen = der_octets(sc.b, sc.n, big);
+		pem = make_cert("1.3.6.1.4.1.62397.1.8", big, blen, 1, &key);
+		o = json_pack("{s:s}", "app_cert", pem);
+		text = json_text(o);
+		assert_int_equal(evidence_str(text, &e, &err), 0);
+		assert_int_equal(e->quote_len, 7);
+		assert_memory_equal(e->quote, "\x04\x00quote", 7);
+		assert_int_equal(e->eventlog->n, 1);
+		assert_string_equal(e->eventlog->events[0].event, "app-id");
+		attest_evidence_free(e);
+		e = NULL;
+		free(text);
+		json_decref(o);
+		o = json_pack("{s:s,s:s}", "app_cert", pem, "tcb_info", "{\"event_log\":[]}");
+		text = json_text(o);
+		assert_int_equal(evidence_str(text, &e, &err), 0);
+		assert_int_equal(e->eventlog->n, 0);
+		attest_evidence_free(e);
+		e = NULL;
+		free(text);
+		json_decref(o);
+		EVP_PKEY_free(key);
+		free(pem);
+	}
 	/* not a certificate */
 	{
 		static const char junk[] = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
@@ -999,6 +1035,9 @@ static void test_malformed_evidence_is_rejected(void **state)
 	expect_einval("{\"quote\":\"00\",\"quote\":\"00\"}", "invalid JSON");
 	expect_einval("{\"quote\":\"00\"} x", "invalid JSON");
 	expect_einval("zz not anything", "attestation");
+	expect_einval("{\"attestation\":\"00 00\"}", "\"attestation\" is not valid hex");
+	expect_einval("{\"attestation\":\"\"}", "not valid hex");
+	expect_einval("{\"attestation\":\"0000\"}", "quote missing");
 	expect_einval("00 0g", "neither JSON");
 	/* the quote limit */
 	{

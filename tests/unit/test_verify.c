@@ -167,11 +167,11 @@ static void wrong_root_and_expectations_fail_closed(void **state)
 {
 	struct fixture f;
 	size_t n = 0;
-	uint8_t *root = tu_read("tdx/intel-root/Intel_SGX_RootCA.der", &n);
-	uint8_t rd[64];
+	uint8_t *root, rd[64];
 	static const char *const other_mrtd[] = {"00", NULL};
 
 	TU_REQUIRE_SHARED();
+	root = tu_read("tdx/intel-root/Intel_SGX_RootCA.der", &n);
 	load_tdx(&f);
 	/* The pinned Intel root passed explicitly is still Intel, not simulated. */
 	f.in.root_der = root;

@@ -144,7 +144,7 @@ struct attest_event {
 	uint32_t imr;        /* 0..3 = RTMR0..3 */
 	uint32_t event_type;
 	uint8_t digest[48];  /* SHA-384 */
-	char *event;         /* owned; event name for runtime events, "" otherwise */
+	char *event;         /* owned; the event name ("" when the log gives none) */
 	uint8_t *payload;    /* owned */
 	size_t payload_len;
 };

@@ -279,6 +279,22 @@ int attest_verdict_to_json(const struct attest_verdict *v, char **out, struct td
 
 /* ================================================================== verifier */
 
+/*
+ * Collateral verified once for many quotes: CRLs, TCB Info and QE Identity
+ * chains, signatures and windows are checked at `now` against the root
+ * (root_der, or NULL = the Intel SGX Root CA found in the collateral's issuer
+ * chains and pinned by SPKI). Returns 0 and a trust even when a check failed
+ * (attest_trust_ok says which), so attest_verify can report the failed step;
+ * a negative code only for bad arguments or ENOMEM. Immutable; thread-safe to
+ * share. The agent keeps one per FMSPC until the collateral's nextUpdate.
+ */
+struct attest_trust;
+int attest_trust_new(const struct attest_collateral *c, const uint8_t *root_der, size_t root_der_len,
+		     int64_t now, struct attest_trust **out, struct tdxr_err *err);
+/* 1 when every collateral check passed; *error (borrowed) names the failure. */
+int attest_trust_ok(const struct attest_trust *t, const char **error);
+void attest_trust_free(struct attest_trust *t);
+
 struct attest_input {
 	const uint8_t *quote; /* binary */
 	size_t quote_len;
@@ -293,12 +309,19 @@ struct attest_input {
 	const uint8_t *root_der;
 	size_t root_der_len;
 	int root_simulated; /* root_der is a simulator root (attest/sim) */
+	/* Optional: collateral prepared by attest_trust_new (from `collateral` and `root_der`);
+	 * NULL = prepared for this call alone. */
+	const struct attest_trust *trust;
 };
 
 /* Runs every step and fills a verdict. Returns 0 when a verdict was produced (look at
  * verdict->ok), a negative code only when no verdict could be produced (ENOMEM). */
 int attest_verify(const struct attest_input *in, const struct attest_policy *policy,
 		  struct attest_verdict **out, struct tdxr_err *err);
+
+/* Empties the process-wide cache of decoded certificates (keyed by the SHA-256 of
+ * their DER; it changes cost, never an answer). Also frees it at exit for leak checkers. */
+void attest_cert_cache_clear(void);
 
 /* SHA-256 of the Intel SGX Root CA SubjectPublicKeyInfo the verifier pins. */
 extern const char ATTEST_INTEL_ROOT_SPKI_SHA256[65];

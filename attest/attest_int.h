@@ -113,3 +113,23 @@ void attest__qe_identity_free(struct attest_qe_identity *q);
 int attest__status_merge(struct attest_status_adv *dst, const struct attest_status_adv *src);
 int attest__status_copy(struct attest_status_adv *dst, const struct attest_status_adv *src);
 void attest__status_dispose(struct attest_status_adv *s);
+
+/* ---- trust.c: collateral verified once (see attest_trust_new) ---- */
+struct attest_trust {
+	int64_t now;                     /* the time it was prepared at */
+	int64_t valid_from, valid_until; /* every window of the collateral and root holds in here */
+	X509 *root;
+	int root_intel;
+	char root_spki[65];
+	X509_CRL *root_crl, *pck_crl;
+	EVP_PKEY *pck_crl_key; /* the key that signed pck_crl */
+	struct attest_tcb_info *tcb;
+	struct attest_qe_identity *qe;
+	X509_STORE *store; /* root + both CRLs; NULL when a step failed */
+	struct attest_step steps[4]; /* root (on failure), crl, tcb_info, qe_identity */
+	size_t n_steps;
+	int failed;
+};
+/* Verifies chain[0] with a prepared store (see attest__chain_verify). */
+int attest__chain_verify_store(X509_STORE *store, STACK_OF(X509) *chain, int64_t now, int leaf_may_be_ca,
+			       const char *what, struct tdxr_err *err);

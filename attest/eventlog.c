@@ -519,10 +519,21 @@ int attest_eventlog_check_digests(const struct attest_eventlog *log, struct tdxr
 	uint8_t d[48];
 	char name[48];
 	size_t i;
+	int dstack = 0;
 
+	for (i = 0; i < log->n; i++)
+		dstack |= log->events[i].event_type == ATTEST_EVENT_DSTACK_RUNTIME;
 	for (i = 0; i < log->n; i++) {
 		const struct attest_event *ev = &log->events[i];
 
+		/* In a dstack log RTMR3 carries only runtime events; anything else there is
+		 * an event whose content nobody checks, so it is refused. */
+		if (dstack && ev->imr == 3 && ev->event_type != ATTEST_EVENT_DSTACK_RUNTIME) {
+			evlog_name_print(ev->event, name);
+			return tdxr_err_set(err, TDXR_EATTEST,
+					    "event log: event %zu (\"%s\") on RTMR3 has type 0x%x, not a dstack runtime event",
+					    i, name, ev->event_type);
+		}
 		if (ev->event_type != ATTEST_EVENT_DSTACK_RUNTIME)
 			continue;
 		if (evlog_runtime_digest(ev, d))

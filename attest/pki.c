@@ -20,63 +20,204 @@
 #include <string.h>
 
 /*
- * The chain text must be exactly the canonical PEM of the certificates it
- * carries (64-column base64, "\n" line ends; "\r\n" and a missing final
- * newline tolerated), nothing
- * before, between or after them. PEM readers skip junk and ignore unused base64
- * bits, so without this check different bytes could carry the same chain and a
- * byte-flip in a signed structure could go unnoticed.
+ * PEM chains are read by hand so that (1) the text must be exactly the
+ * canonical PEM of the certificates it carries - 64-column base64, "\n" line
+ * ends ("\r\n" and a missing final newline tolerated), nothing before, between
+ * or after them: PEM readers skip junk and ignore unused base64 bits, so
+ * otherwise different bytes could carry the same chain and a byte-flip could go
+ * unnoticed - and (2) certificates are decoded once and shared from a small
+ * process-wide cache keyed by the SHA-256 of their full DER (OpenSSL 3 spends a
+ * third of a verification decoding certificate keys; the CA certificates repeat
+ * in every quote and a platform's PCK leaf in every quote of that platform).
+ * Same bytes, same object: the cache changes cost, never an answer. Bounded;
+ * replaced round-robin; attest_cert_cache_clear empties it.
  */
-static int pem_canonical(STACK_OF(X509) *sk, const char *pem, size_t len, struct tdxr_err *err)
-{
-	BIO *mem = BIO_new(BIO_s_mem());
-	const char *canon = NULL;
-	size_t i = 0, j = 0;
-	long clen;
-	int k, rc = 0;
+#define PEM_BEGIN "-----BEGIN CERTIFICATE-----"
+#define PEM_END "-----END CERTIFICATE-----"
+#define CERT_CACHE_MAX 64
 
-	if (mem == NULL)
-		return tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
-	for (k = 0; k < sk_X509_num(sk); k++)
-		if (!PEM_write_bio_X509(mem, sk_X509_value(sk, k))) {
-			BIO_free(mem);
-			return tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
-		}
-	clen = BIO_get_mem_data(mem, &canon);
-	while (i < len && j < (size_t)clen) {
-		if (pem[i] == '\r' && i + 1 < len && pem[i + 1] == '\n' && canon[j] == '\n')
-			i++;
-		if (pem[i] != canon[j])
-			break;
-		i++;
-		j++;
+static struct {
+	uint8_t h[32];
+	X509 *x;
+} cert_cache[CERT_CACHE_MAX];
+static size_t cert_cache_n, cert_cache_next;
+static CRYPTO_RWLOCK *cert_cache_lock;
+static CRYPTO_ONCE cert_cache_once = CRYPTO_ONCE_STATIC_INIT;
+
+static void cert_cache_init(void)
+{
+	cert_cache_lock = CRYPTO_THREAD_lock_new();
+}
+
+static X509 *cert_from_der(const uint8_t *der, size_t len)
+{
+	const unsigned char *p = der;
+	uint8_t h[32];
+	unsigned int hl = 0;
+	X509 *x = NULL;
+	size_t i;
+	int locked;
+
+	locked = CRYPTO_THREAD_run_once(&cert_cache_once, cert_cache_init) && cert_cache_lock &&
+		 EVP_Digest(der, len, h, &hl, EVP_sha256(), NULL) == 1;
+	if (locked && CRYPTO_THREAD_read_lock(cert_cache_lock)) {
+		for (i = 0; i < cert_cache_n && x == NULL; i++)
+			if (memcmp(cert_cache[i].h, h, 32) == 0 && X509_up_ref(cert_cache[i].x))
+				x = cert_cache[i].x;
+		CRYPTO_THREAD_unlock(cert_cache_lock);
+		if (x)
+			return x;
 	}
-	if (i == len && j + 1 == (size_t)clen && canon[j] == '\n')
-		j++; /* the final newline may be missing (Intel PCS headers drop it) */
-	if (i != len || j != (size_t)clen)
-		rc = tdxr_err_set(err, TDXR_EINVAL,
-				  "certificate chain is not canonical PEM (unexpected byte at offset %zu)", i);
-	BIO_free(mem);
-	return rc;
+	x = d2i_X509(NULL, &p, (long)len);
+	if (x == NULL || p != der + len) {
+		X509_free(x);
+		return NULL;
+	}
+	if (locked && CRYPTO_THREAD_write_lock(cert_cache_lock)) {
+		if (X509_up_ref(x)) {
+			size_t slot = cert_cache_n < CERT_CACHE_MAX ? cert_cache_n++ : cert_cache_next++ % CERT_CACHE_MAX;
+
+			if (cert_cache[slot].x)
+				X509_free(cert_cache[slot].x);
+			memcpy(cert_cache[slot].h, h, 32);
+			cert_cache[slot].x = x;
+		}
+		CRYPTO_THREAD_unlock(cert_cache_lock);
+	}
+	return x;
+}
+
+void attest_cert_cache_clear(void)
+{
+	size_t i;
+
+	if (!CRYPTO_THREAD_run_once(&cert_cache_once, cert_cache_init) || cert_cache_lock == NULL ||
+	    !CRYPTO_THREAD_write_lock(cert_cache_lock))
+		return;
+	for (i = 0; i < cert_cache_n; i++) {
+		X509_free(cert_cache[i].x);
+		cert_cache[i].x = NULL;
+	}
+	cert_cache_n = cert_cache_next = 0;
+	CRYPTO_THREAD_unlock(cert_cache_lock);
+}
+
+/* Matches s at pem[*i], then a line end ("\n", "\r\n", or the end of the text when last). */
+static int pem_line(const char *pem, size_t len, size_t *i, const char *s, size_t n)
+{
+	if (len - *i < n || memcmp(pem + *i, s, n) != 0)
+		return 0;
+	*i += n;
+	if (*i == len)
+		return 1;
+	if (pem[*i] == '\r' && *i + 1 < len && pem[*i + 1] == '\n')
+		(*i)++;
+	if (pem[*i] != '\n')
+		return 0;
+	(*i)++;
+	return 1;
+}
+
+/* One canonical PEM block at pem[*i] -> DER (malloc'd). */
+static int pem_block(const char *pem, size_t len, size_t *i, uint8_t **der, size_t *der_len)
+{
+	size_t start, b64 = 0, pad = 0, k, line;
+	char *text = NULL;
+	uint8_t *d = NULL;
+	int n;
+
+	if (!pem_line(pem, len, i, PEM_BEGIN, sizeof(PEM_BEGIN) - 1))
+		return TDXR_EINVAL;
+	start = *i;
+	text = malloc(len - start + 1);
+	if (text == NULL)
+		return TDXR_ENOMEM;
+	/* Base64 lines of exactly 64 characters, the last one 4..64, each ended by a newline. */
+	for (;;) {
+		if (len - *i >= sizeof(PEM_END) - 1 && memcmp(pem + *i, PEM_END, sizeof(PEM_END) - 1) == 0)
+			break;
+		for (line = 0; *i < len && pem[*i] != '\n' && pem[*i] != '\r'; (*i)++, line++)
+			text[b64++] = pem[*i];
+		if (line == 0 || line > 64 || line % 4 || !pem_line(pem, len, i, "", 0))
+			goto bad;
+		if (line < 64 && !(len - *i >= sizeof(PEM_END) - 1 &&
+				   memcmp(pem + *i, PEM_END, sizeof(PEM_END) - 1) == 0))
+			goto bad; /* only the last line may be short */
+	}
+	if (b64 == 0 || !pem_line(pem, len, i, PEM_END, sizeof(PEM_END) - 1))
+		goto bad;
+	for (k = 0; k < b64; k++) {
+		char c = text[k];
+
+		if (c == '=' && k + 2 >= b64)
+			pad++;
+		else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+			   c == '/') || pad)
+			goto bad;
+	}
+	d = malloc(b64 / 4 * 3 + 1);
+	if (d == NULL) {
+		free(text);
+		return TDXR_ENOMEM;
+	}
+	n = EVP_DecodeBlock(d, (const unsigned char *)text, (int)b64);
+	if (n < 0 || (size_t)n < pad)
+		goto bad;
+	*der_len = (size_t)n - pad;
+	/* Canonical: re-encoding the bytes gives back the same characters (no stray bits). */
+	{
+		char *re = malloc(b64 + 4);
+		int m = re ? EVP_EncodeBlock((unsigned char *)re, d, (int)*der_len) : -1;
+		int same = m == (int)b64 && memcmp(re, text, b64) == 0;
+
+		free(re);
+		if (!same)
+			goto bad;
+	}
+	free(text);
+	*der = d;
+	return 0;
+bad:
+	free(text);
+	free(d);
+	return TDXR_EINVAL;
 }
 
 int attest__pem_chain(const char *pem, size_t len, STACK_OF(X509) **out, struct tdxr_err *err)
 {
 	STACK_OF(X509) *sk = NULL;
-	BIO *bio = NULL;
+	uint8_t *der = NULL;
+	size_t i = 0, der_len = 0;
 	X509 *x;
 	int rc = 0;
 
 	*out = NULL;
 	if (len > INT32_MAX)
 		return tdxr_err_set(err, TDXR_ETOOBIG, "certificate chain too large");
-	bio = BIO_new_mem_buf(pem, (int)len);
 	sk = sk_X509_new_null();
-	if (bio == NULL || sk == NULL) {
-		rc = tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
-		goto out;
-	}
-	while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+	if (sk == NULL)
+		return tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
+	while (i < len) {
+		size_t at = i;
+
+		rc = pem_block(pem, len, &i, &der, &der_len);
+		if (rc == TDXR_ENOMEM) {
+			rc = tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
+			goto out;
+		}
+		if (rc) {
+			rc = tdxr_err_set(err, TDXR_EINVAL,
+					  "certificate chain is not canonical PEM (bad certificate block at offset %zu)", at);
+			goto out;
+		}
+		x = cert_from_der(der, der_len);
+		free(der);
+		der = NULL;
+		if (x == NULL) {
+			rc = tdxr_err_set(err, TDXR_EINVAL, "certificate %d of the chain is not DER X.509",
+					  sk_X509_num(sk));
+			goto out;
+		}
 		if (!sk_X509_push(sk, x)) {
 			X509_free(x);
 			rc = tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
@@ -87,18 +228,15 @@ int attest__pem_chain(const char *pem, size_t len, STACK_OF(X509) **out, struct 
 			goto out;
 		}
 	}
-	ERR_clear_error();
 	if (sk_X509_num(sk) == 0) {
 		rc = tdxr_err_set(err, TDXR_EINVAL, "no PEM certificate could be read");
 		goto out;
 	}
-	if ((rc = pem_canonical(sk, pem, len, err)))
-		goto out;
 	*out = sk;
 	sk = NULL;
 out:
+	ERR_clear_error();
 	sk_X509_pop_free(sk, X509_free);
-	BIO_free(bio);
 	return rc;
 }
 
@@ -203,16 +341,14 @@ static void subject_cn(X509 *x, char *buf, size_t cap)
 		snprintf(buf, cap, "?");
 }
 
-int attest__chain_verify(X509 *root, STACK_OF(X509) *chain, X509_CRL *const *crls, size_t ncrls,
-			 int64_t now, int leaf_may_be_ca, const char *what, struct tdxr_err *err)
+int attest__chain_verify_store(X509_STORE *store, STACK_OF(X509) *chain, int64_t now, int leaf_may_be_ca,
+			       const char *what, struct tdxr_err *err)
 {
-	X509_STORE *store = NULL;
 	X509_STORE_CTX *ctx = NULL;
 	STACK_OF(X509) *untrusted = NULL;
 	X509 *leaf;
 	char cn[128];
-	int i, rc = 0, vr;
-	size_t k;
+	int i, rc = 0;
 
 	if (chain == NULL || sk_X509_num(chain) < 1)
 		return tdxr_err_set(err, TDXR_EATTEST, "%s: empty certificate chain", what);
@@ -222,28 +358,17 @@ int attest__chain_verify(X509 *root, STACK_OF(X509) *chain, X509_CRL *const *crl
 		return tdxr_err_set(err, TDXR_EATTEST, "%s: leaf certificate '%s' is a CA used as end entity",
 				    what, cn);
 	}
-	store = X509_STORE_new();
 	ctx = X509_STORE_CTX_new();
 	untrusted = sk_X509_new_null();
-	if (store == NULL || ctx == NULL || untrusted == NULL || !X509_STORE_add_cert(store, root)) {
-		rc = tdxr_err_set(err, TDXR_ENOMEM, "%s: cannot set up the certificate store", what);
+	if (ctx == NULL || untrusted == NULL) {
+		rc = tdxr_err_set(err, TDXR_ENOMEM, "%s: out of memory", what);
 		goto out;
 	}
-	for (k = 0; k < ncrls; k++)
-		if (crls[k] && !X509_STORE_add_crl(store, crls[k])) {
-			rc = tdxr_err_set(err, TDXR_ENOMEM, "%s: cannot add a CRL", what);
-			goto out;
-		}
-	for (i = 1; i < sk_X509_num(chain); i++) {
-		X509 *c = sk_X509_value(chain, i);
-
-		if (X509_cmp(c, root) == 0)
-			continue;
-		if (!sk_X509_push(untrusted, c)) {
+	for (i = 1; i < sk_X509_num(chain); i++)
+		if (!sk_X509_push(untrusted, sk_X509_value(chain, i))) {
 			rc = tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
 			goto out;
 		}
-	}
 	if (!X509_STORE_CTX_init(ctx, store, leaf, untrusted)) {
 		rc = tdxr_err_set(err, TDXR_ENOMEM, "%s: cannot initialise verification", what);
 		goto out;
@@ -252,8 +377,7 @@ int attest__chain_verify(X509 *root, STACK_OF(X509) *chain, X509_CRL *const *crl
 	X509_VERIFY_PARAM_set_flags(X509_STORE_CTX_get0_param(ctx),
 				    X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
 	X509_VERIFY_PARAM_set_depth(X509_STORE_CTX_get0_param(ctx), 4);
-	vr = X509_verify_cert(ctx);
-	if (vr == 1) {
+	if (X509_verify_cert(ctx) == 1) {
 		/* Every certificate supplied must be on the verified path: nothing unused rides along. */
 		STACK_OF(X509) *path = X509_STORE_CTX_get0_chain(ctx);
 
@@ -281,6 +405,26 @@ out:
 	ERR_clear_error();
 	sk_X509_free(untrusted);
 	X509_STORE_CTX_free(ctx);
+	return rc;
+}
+
+int attest__chain_verify(X509 *root, STACK_OF(X509) *chain, X509_CRL *const *crls, size_t ncrls,
+			 int64_t now, int leaf_may_be_ca, const char *what, struct tdxr_err *err)
+{
+	X509_STORE *store = X509_STORE_new();
+	size_t k;
+	int rc;
+
+	if (store == NULL || !X509_STORE_add_cert(store, root)) {
+		X509_STORE_free(store);
+		return tdxr_err_set(err, TDXR_ENOMEM, "%s: cannot set up the certificate store", what);
+	}
+	for (k = 0; k < ncrls; k++)
+		if (crls[k] && !X509_STORE_add_crl(store, crls[k])) {
+			X509_STORE_free(store);
+			return tdxr_err_set(err, TDXR_ENOMEM, "%s: cannot add a CRL", what);
+		}
+	rc = attest__chain_verify_store(store, chain, now, leaf_may_be_ca, what, err);
 	X509_STORE_free(store);
 	return rc;
 }

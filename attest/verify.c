@@ -72,11 +72,9 @@ struct run {
 	const struct attest_policy *pol;
 	struct attest_verdict *v;
 	struct attest_quote *q;
-	X509 *root;
-	X509_CRL *root_crl, *pck_crl;
+	const struct attest_trust *t; /* the caller's, or own_trust */
+	struct attest_trust *own_trust;
 	STACK_OF(X509) *pck_chain;
-	struct attest_tcb_info *tcb;
-	struct attest_qe_identity *qe;
 	struct attest_status_adv platform, qe_status, final;
 	struct attest_pck_ext ext;
 	struct tdxr_err e;
@@ -105,193 +103,79 @@ static void hex(const uint8_t *p, size_t n, char *out)
 	tdxr_hex_encode(p, n, out);
 }
 
-/* ---- root of trust ---- */
+/* ---- root of trust and collateral (prepared by trust.c) ---- */
 
-static int self_signed(X509 *x)
+static void copy_trust_step(struct run *r, const char *name)
 {
-	EVP_PKEY *k = X509_get0_pubkey(x);
-	int ok = k && X509_check_issued(x, x) == X509_V_OK && X509_verify(x, k) == 1;
+	size_t i;
 
-	ERR_clear_error();
-	return ok;
+	for (i = 0; i < r->t->n_steps; i++)
+		if (strcmp(r->t->steps[i].name, name) == 0)
+			step(r->v, name, r->t->steps[i].result, "%s", r->t->steps[i].detail);
 }
 
 static int step_root(struct run *r)
 {
-	uint8_t h[32];
-	char hx[65];
-	int intel;
+	X509 *last = sk_X509_value(r->pck_chain, sk_X509_num(r->pck_chain) - 1);
 
-	if (r->in->root_der) {
-		const unsigned char *p = r->in->root_der;
-
-		r->root = d2i_X509(NULL, &p, (long)r->in->root_der_len);
-		if (r->root == NULL || p != r->in->root_der + r->in->root_der_len) {
-			ERR_clear_error();
-			return failf(r, "root", "the configured root certificate is not DER X.509");
-		}
-	} else {
-		X509 *last = sk_X509_value(r->pck_chain, sk_X509_num(r->pck_chain) - 1);
-
-		r->root = last;
-		X509_up_ref(r->root);
+	if (r->t->root == NULL) {
+		copy_trust_step(r, "root");
+		return TDXR_EATTEST;
 	}
-	if (!self_signed(r->root))
-		return failf(r, "root", "the root certificate is not self-signed");
-	if (attest__spki_sha256(r->root, h))
-		return failf(r, "root", "cannot hash the root public key");
-	hex(h, 32, hx);
-	intel = CRYPTO_memcmp(hx, ATTEST_INTEL_ROOT_SPKI_SHA256, 64) == 0;
-	if (intel) {
-		step(r->v, "root", ATTEST_STEP_PASS, "Intel SGX Root CA (SPKI sha256 %s)", hx);
+	/* A root the quote carries must be the root the collateral was verified against. */
+	if (X509_check_issued(last, last) == X509_V_OK && X509_cmp(last, r->t->root) != 0)
+		return failf(r, "root", "the PCK chain ends in a different root than the trusted one (SPKI sha256 %.16s...)",
+			     r->t->root_spki);
+	ERR_clear_error();
+	if (r->t->root_intel) {
+		step(r->v, "root", ATTEST_STEP_PASS, "Intel SGX Root CA (SPKI sha256 %s)", r->t->root_spki);
 		return 0;
 	}
-	if (r->in->root_der == NULL)
-		return failf(r, "root",
-			     "the PCK chain does not end in the Intel SGX Root CA (SPKI sha256 %.16s..., pinned %.16s...)",
-			     hx, ATTEST_INTEL_ROOT_SPKI_SHA256);
 	r->v->simulated = 1;
 	if (!r->pol->allow_simulated)
 		return failf(r, "root",
 			     "root is a simulated (non-Intel) root of trust, SPKI sha256 %.16s...; policy allow_simulated is off",
-			     hx);
-	step(r->v, "root", ATTEST_STEP_PASS, "SIMULATED root of trust (not Intel), SPKI sha256 %s, allowed by policy", hx);
+			     r->t->root_spki);
+	step(r->v, "root", ATTEST_STEP_PASS, "SIMULATED root of trust (not Intel), SPKI sha256 %s, allowed by policy",
+	     r->t->root_spki);
 	return 0;
 }
 
-/* ---- collateral ---- */
-
-static int crl_window(X509_CRL *crl, int64_t now, const char *what, struct tdxr_err *err)
+static int step_collateral(struct run *r)
 {
-	const ASN1_TIME *tu = X509_CRL_get0_lastUpdate(crl), *nu = X509_CRL_get0_nextUpdate(crl);
-	time_t t = (time_t)now;
-
-	if (tu == NULL || X509_cmp_time(tu, &t) > 0)
-		return tdxr_err_set(err, TDXR_EATTEST, "%s is not yet valid (thisUpdate after now)", what);
-	if (nu == NULL || X509_cmp_time(nu, &t) < 0)
-		return tdxr_err_set(err, TDXR_EATTEST, "%s has expired (nextUpdate before now)", what);
-	return 0;
-}
-
-static int step_crl(struct run *r)
-{
-	const struct attest_collateral *c = r->in->collateral;
-	STACK_OF(X509) *chain = NULL;
-	X509_CRL *crls[1];
-	int rc;
-
-	if (attest__crl_load(c->root_ca_crl, c->root_ca_crl_len, "root CA CRL", &r->root_crl, &r->e) ||
-	    attest__crl_load(c->pck_crl, c->pck_crl_len, "PCK CRL", &r->pck_crl, &r->e))
-		return fail(r, "crl");
-	if (X509_CRL_verify(r->root_crl, X509_get0_pubkey(r->root)) != 1) {
-		ERR_clear_error();
-		return failf(r, "crl", "root CA CRL is not signed by the root CA");
-	}
-	if (crl_window(r->root_crl, r->in->now, "root CA CRL", &r->e))
-		return fail(r, "crl");
-	if (attest__pem_chain(c->pck_crl_issuer_chain, strlen(c->pck_crl_issuer_chain), &chain, &r->e)) {
-		tdxr_err_prefix(&r->e, "PCK CRL issuer chain");
-		return fail(r, "crl");
-	}
-	crls[0] = r->root_crl;
-	rc = attest__chain_verify(r->root, chain, crls, 1, r->in->now, 1, "PCK CRL issuer chain", &r->e);
-	if (!rc && X509_CRL_verify(r->pck_crl, X509_get0_pubkey(sk_X509_value(chain, 0))) != 1)
-		rc = tdxr_err_set(&r->e, TDXR_EATTEST, "PCK CRL is not signed by its issuer chain");
-	if (!rc)
-		rc = crl_window(r->pck_crl, r->in->now, "PCK CRL", &r->e);
-	ERR_clear_error();
-	sk_X509_pop_free(chain, X509_free);
-	if (rc)
-		return fail(r, "crl");
-	step(r->v, "crl", ATTEST_STEP_PASS, "root CA CRL and PCK CRL signed, current, issuers not revoked");
-	return 0;
-}
-
-/* Chain + signature over the exact text + validity window of one signed collateral item. */
-static int signed_item(struct run *r, const char *name, const char *chain_pem, const char *text, size_t len,
-		       const uint8_t sig[64])
-{
-	STACK_OF(X509) *chain = NULL;
-	X509_CRL *crls[1] = {r->root_crl};
-	int rc;
-
-	if (attest__pem_chain(chain_pem, strlen(chain_pem), &chain, &r->e)) {
-		tdxr_err_prefix(&r->e, "issuer chain");
-		return fail(r, name);
-	}
-	if (sk_X509_num(chain) < 2) {
-		sk_X509_pop_free(chain, X509_free);
-		return failf(r, name, "issuer chain has %d certificate(s); at least signer and root are required",
-			     sk_X509_num(chain));
-	}
-	rc = attest__chain_verify(r->root, chain, crls, 1, r->in->now, 0, "issuer chain", &r->e);
-	if (!rc && attest__ecdsa_verify_raw(X509_get0_pubkey(sk_X509_value(chain, 0)), (const uint8_t *)text, len,
-					    sig))
-		rc = tdxr_err_set(&r->e, TDXR_EATTEST, "signature over the JSON text does not verify");
-	sk_X509_pop_free(chain, X509_free);
-	return rc ? fail(r, name) : 0;
-}
-
-static int window(struct run *r, const char *name, int64_t issue, int64_t next)
-{
+	const struct attest_trust *t = r->t;
+	int tdx = r->q->tee_type == ATTEST_TEE_TDX;
 	char a[21], b[21];
 
-	tdxr_time_format(issue, a);
-	tdxr_time_format(next, b);
-	if (r->in->now < issue)
-		return failf(r, name, "issued %s, after now (not yet valid)", a);
-	if (r->in->now > next)
-		return failf(r, name, "expired: nextUpdate %s is before now", b);
-	return 0;
-}
-
-static int step_tcb_info(struct run *r)
-{
-	const struct attest_collateral *c = r->in->collateral;
-	int tdx = r->q->tee_type == ATTEST_TEE_TDX;
-
-	if (signed_item(r, "tcb_info", c->tcb_info_issuer_chain, c->tcb_info, c->tcb_info_len, c->tcb_info_sig))
+	if (t->failed) {
+		copy_trust_step(r, "crl");
+		copy_trust_step(r, "tcb_info");
+		copy_trust_step(r, "qe_identity");
 		return TDXR_EATTEST;
-	if (attest__tcb_info_parse(c->tcb_info, c->tcb_info_len, &r->tcb, &r->e))
-		return fail(r, "tcb_info");
-	if (window(r, "tcb_info", r->tcb->issue_date, r->tcb->next_update))
-		return TDXR_EATTEST;
-	if (strcmp(r->tcb->id, tdx ? "TDX" : "SGX") != 0)
+	}
+	if (r->in->now < t->valid_from || r->in->now > t->valid_until) {
+		tdxr_time_format(t->valid_from, a);
+		tdxr_time_format(t->valid_until, b);
+		return failf(r, "crl", "the collateral is not valid at now: every window holds only from %s until %s", a, b);
+	}
+	copy_trust_step(r, "crl");
+	if (strcmp(t->tcb->id, tdx ? "TDX" : "SGX") != 0)
 		return failf(r, "tcb_info", "%s quote with %s TCB info in the collateral", tdx ? "TDX" : "SGX",
-			     r->tcb->id);
-	step(r->v, "tcb_info", ATTEST_STEP_PASS, "%s TCB info v%d signed by a TCB signing chain to the root, current",
-	     r->tcb->id, r->tcb->version);
-	return 0;
-}
-
-static int step_qe_identity(struct run *r)
-{
-	const struct attest_collateral *c = r->in->collateral;
-	int tdx = r->q->tee_type == ATTEST_TEE_TDX;
-
-	if (signed_item(r, "qe_identity", c->qe_identity_issuer_chain, c->qe_identity, c->qe_identity_len,
-			c->qe_identity_sig))
-		return TDXR_EATTEST;
-	if (attest__qe_identity_parse(c->qe_identity, c->qe_identity_len, &r->qe, &r->e))
-		return fail(r, "qe_identity");
-	if (window(r, "qe_identity", r->qe->issue_date, r->qe->next_update))
-		return TDXR_EATTEST;
-	if (strcmp(r->qe->id, tdx ? "TD_QE" : "QE") != 0 ||
-	    !(r->qe->version == 2 || (tdx && r->qe->version == 3)))
-		return failf(r, "qe_identity", "QE identity %s v%d does not fit a %s quote", r->qe->id,
-			     r->qe->version, tdx ? "TDX" : "SGX");
-	step(r->v, "qe_identity", ATTEST_STEP_PASS, "%s identity v%d signed, current", r->qe->id, r->qe->version);
+			     t->tcb->id);
+	copy_trust_step(r, "tcb_info");
+	if (strcmp(t->qe->id, tdx ? "TD_QE" : "QE") != 0 || !(t->qe->version == 2 || (tdx && t->qe->version == 3)))
+		return failf(r, "qe_identity", "QE identity %s v%d does not fit a %s quote", t->qe->id,
+			     t->qe->version, tdx ? "TDX" : "SGX");
+	copy_trust_step(r, "qe_identity");
 	return 0;
 }
 
 static int step_pck_chain(struct run *r)
 {
-	X509_CRL *crls[2] = {r->root_crl, r->pck_crl};
-
 	if (sk_X509_num(r->pck_chain) < 2)
 		return failf(r, "pck_chain", "PCK chain has %d certificate(s); leaf and issuer are required",
 			     sk_X509_num(r->pck_chain));
-	if (attest__chain_verify(r->root, r->pck_chain, crls, 2, r->in->now, 0, "PCK chain", &r->e))
+	if (attest__chain_verify_store(r->t->store, r->pck_chain, r->in->now, 0, "PCK chain", &r->e))
 		return fail(r, "pck_chain");
 	step(r->v, "pck_chain", ATTEST_STEP_PASS, "PCK leaf chains to the root; nothing revoked; all current");
 	return 0;
@@ -324,7 +208,7 @@ static int step_qe_report(struct run *r)
 static int step_qe_match(struct run *r)
 {
 	const struct attest_sgx_report *qr = &r->q->qe_report;
-	const struct attest_qe_identity *qe = r->qe;
+	const struct attest_qe_identity *qe = r->t->qe;
 	size_t i;
 
 	if (CRYPTO_memcmp(qr->mr_signer, qe->mrsigner, 32) != 0)
@@ -375,10 +259,10 @@ static int step_pck_extension(struct run *r)
 	memcpy(r->v->fmspc, r->ext.fmspc, 6);
 	r->v->have_fmspc = 1;
 	hex(r->ext.fmspc, 6, a);
-	hex(r->tcb->fmspc, 6, b);
-	if (CRYPTO_memcmp(r->ext.fmspc, r->tcb->fmspc, 6) != 0)
+	hex(r->t->tcb->fmspc, 6, b);
+	if (CRYPTO_memcmp(r->ext.fmspc, r->t->tcb->fmspc, 6) != 0)
 		return failf(r, "pck_extension", "FMSPC %s of the PCK certificate is not the TCB info's %s", a, b);
-	if (CRYPTO_memcmp(r->ext.pce_id, r->tcb->pce_id, 2) != 0)
+	if (CRYPTO_memcmp(r->ext.pce_id, r->t->tcb->pce_id, 2) != 0)
 		return failf(r, "pck_extension", "PCE-ID of the PCK certificate is not the TCB info's");
 	step(r->v, "pck_extension", ATTEST_STEP_PASS, "FMSPC %s, PCESVN %u", a, r->ext.pce_svn);
 	return 0;
@@ -389,8 +273,8 @@ static int step_tcb_level(struct run *r)
 	int tdx = r->q->tee_type == ATTEST_TEE_TDX;
 	size_t i, j;
 
-	for (i = 0; i < r->tcb->n_levels; i++) {
-		const struct attest_tcb_level *L = &r->tcb->levels[i];
+	for (i = 0; i < r->t->tcb->n_levels; i++) {
+		const struct attest_tcb_level *L = &r->t->tcb->levels[i];
 
 		if (r->ext.pce_svn < L->pcesvn)
 			continue;
@@ -422,7 +306,7 @@ static int step_tcb_level(struct run *r)
 static int step_tdx_module(struct run *r)
 {
 	const struct attest_td_report *td = &r->q->td;
-	const struct attest_tcb_info *t = r->tcb;
+	const struct attest_tcb_info *t = r->t->tcb;
 	uint8_t sel = td->tee_tcb_svn[1], svn = td->tee_tcb_svn[0];
 	char id[16];
 	size_t i, j;
@@ -699,7 +583,7 @@ static int run_steps(struct run *r)
 
 	if (attest_quote_parse(r->in->quote, r->in->quote_len, &r->q, &r->e))
 		return fail(r, "parse");
-	if (c == NULL)
+	if (c == NULL && r->in->trust == NULL)
 		return failf(r, "parse", "no collateral given");
 	step(r->v, "parse", ATTEST_STEP_PASS, "%s quote v%u, %s body%s", r->q->tee_type == ATTEST_TEE_TDX ? "TDX" : "SGX",
 	     r->q->version,
@@ -711,7 +595,14 @@ static int run_steps(struct run *r)
 		tdxr_err_prefix(&r->e, "PCK chain");
 		return fail(r, "root");
 	}
-	if (step_root(r) || step_crl(r) || step_tcb_info(r) || step_qe_identity(r) || step_pck_chain(r) ||
+	if (r->in->trust) {
+		r->t = r->in->trust;
+	} else {
+		if (attest_trust_new(c, r->in->root_der, r->in->root_der_len, r->in->now, &r->own_trust, &r->e))
+			return failf(r, "crl", "%s", r->e.msg);
+		r->t = r->own_trust;
+	}
+	if (step_root(r) || step_collateral(r) || step_pck_chain(r) ||
 	    step_qe_report(r) || step_qe_match(r) || step_quote_signature(r) || step_pck_extension(r) ||
 	    step_tcb_level(r))
 		return TDXR_EATTEST;
@@ -756,12 +647,8 @@ int attest_verify(const struct attest_input *in, const struct attest_policy *pol
 		if (j == v->n_steps)
 			step(v, step_order[i], ATTEST_STEP_SKIP, "not reached: an earlier step failed");
 	}
-	X509_free(r.root);
-	X509_CRL_free(r.root_crl);
-	X509_CRL_free(r.pck_crl);
 	sk_X509_pop_free(r.pck_chain, X509_free);
-	attest__tcb_info_free(r.tcb);
-	attest__qe_identity_free(r.qe);
+	attest_trust_free(r.own_trust);
 	attest__status_dispose(&r.platform);
 	attest__status_dispose(&r.qe_status);
 	attest__status_dispose(&r.final);

@@ -1,17 +1,21 @@
 /*
  * bench_verify.c - times DCAP quote verification with cached collateral.
  *
- *   bench_verify [--mode verify|floor|floor-full] [-n N] [--batches B]
+ *   bench_verify [--mode verify|verify-new|verify-cold|floor|floor-full] [-n N] [--batches B]
  *                [--warmup W] QUOTE COLLATERAL NOW
  *
- * "verify" loads the quote and parses the collateral once, then runs
- * attest_verify() N times (the collateral stays parsed in memory: "cached
- * collateral"). "floor" runs only the ECDSA P-256 checks no verifier can skip,
- * straight through OpenSSL with every key and signature decoded beforehand:
- * quote signature (attestation key), QE report signature (PCK leaf), PCK leaf and
- * PCK intermediate certificate signatures, TCB info and QE identity signatures.
- * "floor-full" adds the collateral's own chain: TCB / QE identity signing
- * certificates and both CRL signatures.
+ * "verify" loads the quote, parses the collateral and verifies it once
+ * (attest_trust_new: "cached collateral", as the agent keeps it per FMSPC), then
+ * runs attest_verify() N times on the quote (decoded certificates are cached
+ * across calls, as in the agent). "verify-new" empties that certificate cache
+ * before every call: a platform seen for the first time. "verify-cold" re-verifies the
+ * collateral on every call (no attest_trust). "floor" runs only the ECDSA P-256
+ * checks no per-quote verification can skip, straight through OpenSSL with every
+ * key and signature decoded beforehand: quote signature (attestation key), QE
+ * report signature (PCK leaf), PCK leaf and PCK intermediate certificate
+ * signatures. "floor-full" adds what a verifier without cached collateral must
+ * also check: TCB info and QE identity signatures, their signing certificates and
+ * both CRL signatures.
  *
  * Prints one JSON line: mode, n, ns_per_op (median of B equal batches), min and
  * mean, peak RSS (VmHWM), the verdict's status for "verify". Exit 0 when
@@ -43,7 +47,7 @@
 #define BENCH_MAX_CHECKS 12
 #define BENCH_MAX_BATCHES 101
 
-enum bench_mode { BENCH_VERIFY, BENCH_FLOOR, BENCH_FLOOR_FULL };
+enum bench_mode { BENCH_VERIFY, BENCH_VERIFY_NEW, BENCH_VERIFY_COLD, BENCH_FLOOR, BENCH_FLOOR_FULL };
 
 struct bench_opts {
 	enum bench_mode mode;
@@ -63,6 +67,8 @@ struct bench_ctx {
 	struct attest_collateral *coll;
 	struct attest_policy policy;
 	struct attest_quote *q; /* floor modes */
+	struct attest_trust *trust; /* "verify": collateral verified once */
+	int uncached;               /* "verify-new": empty the certificate cache before each op */
 };
 
 /* ================================================================ floor checks */
@@ -302,6 +308,8 @@ static int bench_floor_setup(const struct bench_ctx *b, int full, struct floor_s
 	k = bench_floor_add(f, "pck_intermediate_cert", CHECK_CERT);
 	k->cert = f->pck[1];
 	k->key = f->n_pck > 2 ? X509_get0_pubkey(f->pck[2]) : root;
+	if (!full)
+		return 0; /* per quote: collateral signatures are checked once per collateral */
 	if ((rc = bench_floor_add_data(f, "tcb_info", X509_get0_pubkey(f->tcb[0]), 0,
 				       (const uint8_t *)c->tcb_info, c->tcb_info_len, c->tcb_info_sig,
 				       err)) < 0)
@@ -310,8 +318,6 @@ static int bench_floor_setup(const struct bench_ctx *b, int full, struct floor_s
 				       (const uint8_t *)c->qe_identity, c->qe_identity_len,
 				       c->qe_identity_sig, err)) < 0)
 		return rc;
-	if (!full)
-		return 0;
 
 	k = bench_floor_add(f, "tcb_signing_cert", CHECK_CERT);
 	k->cert = f->tcb[0];
@@ -371,6 +377,9 @@ static int bench_op(const struct bench_run *r)
 	in.quote = r->b->quote;
 	in.quote_len = r->b->quote_len;
 	in.collateral = r->b->coll;
+	in.trust = r->b->trust; /* NULL in verify-cold: every call re-verifies the collateral */
+	if (r->b->uncached)
+		attest_cert_cache_clear(); /* a platform never seen before: decode every certificate */
 	in.now = r->now;
 	rc = attest_verify(&in, &r->b->policy, &v, NULL);
 	if (rc == 0 && !v->ok)
@@ -383,7 +392,7 @@ static int bench_op(const struct bench_run *r)
 
 static void bench_usage(FILE *o)
 {
-	fprintf(o, "usage: bench_verify [--mode verify|floor|floor-full] [-n N] [--batches B]\n"
+	fprintf(o, "usage: bench_verify [--mode verify|verify-new|verify-cold|floor|floor-full] [-n N] [--batches B]\n"
 		   "                    [--warmup W] QUOTE COLLATERAL NOW\n");
 }
 
@@ -405,6 +414,10 @@ static int bench_opts_parse(int argc, char **argv, struct bench_opts *o, struct 
 			a = argv[++i];
 			if (strcmp(a, "verify") == 0)
 				o->mode = BENCH_VERIFY;
+			else if (strcmp(a, "verify-new") == 0)
+				o->mode = BENCH_VERIFY_NEW;
+			else if (strcmp(a, "verify-cold") == 0)
+				o->mode = BENCH_VERIFY_COLD;
 			else if (strcmp(a, "floor") == 0)
 				o->mode = BENCH_FLOOR;
 			else if (strcmp(a, "floor-full") == 0)
@@ -467,7 +480,11 @@ static int bench_ctx_load(const struct bench_opts *o, struct bench_ctx *b, struc
 		goto out;
 	if ((rc = attest_collateral_parse(file, len, &b->coll, err)) < 0)
 		goto out;
-	if (o->mode != BENCH_VERIFY &&
+	b->uncached = o->mode == BENCH_VERIFY_NEW;
+	if ((o->mode == BENCH_VERIFY || o->mode == BENCH_VERIFY_NEW) &&
+	    (rc = attest_trust_new(b->coll, NULL, 0, o->now, &b->trust, err)) < 0)
+		goto out;
+	if (o->mode != BENCH_VERIFY && o->mode != BENCH_VERIFY_NEW && o->mode != BENCH_VERIFY_COLD &&
 	    (rc = attest_quote_parse(b->quote, b->quote_len, &b->q, err)) < 0)
 		goto out;
 	rc = 0;
@@ -479,6 +496,7 @@ out:
 static void bench_ctx_dispose(struct bench_ctx *b)
 {
 	free(b->quote);
+	attest_trust_free(b->trust);
 	attest_collateral_free(b->coll);
 	attest_quote_free(b->q);
 	memset(b, 0, sizeof(*b));
@@ -486,7 +504,8 @@ static void bench_ctx_dispose(struct bench_ctx *b)
 
 static const char *bench_mode_name(enum bench_mode m)
 {
-	return m == BENCH_VERIFY ? "verify" : m == BENCH_FLOOR ? "floor" : "floor-full";
+	return m == BENCH_VERIFY ? "verify" : m == BENCH_VERIFY_NEW ? "verify-new" : m == BENCH_VERIFY_COLD ? "verify-cold" :
+	       m == BENCH_FLOOR ? "floor" : "floor-full";
 }
 
 /*
@@ -556,7 +575,7 @@ int main(int argc, char **argv)
 	memset(&run, 0, sizeof(run));
 	run.b = &b;
 	run.now = o.now;
-	if (o.mode == BENCH_VERIFY) {
+	if (o.mode == BENCH_VERIFY || o.mode == BENCH_VERIFY_NEW || o.mode == BENCH_VERIFY_COLD) {
 		struct attest_input in;
 
 		memset(&in, 0, sizeof(in));

@@ -213,6 +213,58 @@ static void sgx_quote_in_tdx_collateral_is_rejected(void **state)
 	unload(&f);
 }
 
+static void prepared_trust_gives_the_same_verdicts_and_guards_its_window(void **state)
+{
+	static const char *const quotes[] = {"tdx/dcap-qvl/tdx_quote", "tdx/dcap-qvl/quote-from-tappd.hex",
+					     "tdx/dcap-qvl/tdx-quote.hex", "tdx/dstack/ra-tls-tdx_quote"};
+	struct attest_collateral *c;
+	struct attest_trust *t = NULL;
+	struct attest_policy pol;
+	const char *why = NULL;
+	size_t i;
+	int round;
+
+	TU_REQUIRE_SHARED();
+	c = tu_collateral("tdx/dcap-qvl/tdx_quote_collateral.json");
+	assert_int_equal(attest_trust_new(c, NULL, 0, 1751623200, &t, NULL), 0);
+	assert_true(attest_trust_ok(t, &why));
+	attest_policy_init(&pol);
+	for (round = 0; round < 2; round++) { /* the second round hits the certificate cache */
+		for (i = 0; i < sizeof(quotes) / sizeof(quotes[0]); i++) {
+			struct attest_input in = {0};
+			struct attest_verdict *a = NULL, *b = NULL;
+
+			in.quote = tu_quote(quotes[i], &in.quote_len);
+			in.collateral = c;
+			in.now = 1751623200;
+			assert_int_equal(attest_verify(&in, &pol, &a, NULL), 0);
+			in.trust = t;
+			assert_int_equal(attest_verify(&in, &pol, &b, NULL), 0);
+			assert_int_equal(a->ok, b->ok);
+			assert_string_equal(a->error, b->error);
+			assert_int_equal(a->n_steps, b->n_steps);
+			attest_verdict_free(b);
+			/* Outside every window of the prepared collateral: refused, step named. */
+			in.now = 1751623200 + 60 * 86400;
+			assert_int_equal(attest_verify(&in, &pol, &b, NULL), 0);
+			assert_false(b->ok);
+			assert_non_null(strstr(b->error, "crl: the collateral is not valid at now"));
+			attest_verdict_free(a);
+			attest_verdict_free(b);
+			free((void *)in.quote);
+		}
+		attest_cert_cache_clear();
+	}
+	attest_trust_free(t);
+	/* A trust whose collateral fails reports the failed step through attest_verify. */
+	c->tcb_info_sig[5] ^= 1;
+	assert_int_equal(attest_trust_new(c, NULL, 0, 1751623200, &t, NULL), 0);
+	assert_false(attest_trust_ok(t, &why));
+	assert_non_null(strstr(why, "signature"));
+	attest_trust_free(t);
+	attest_collateral_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -222,6 +274,7 @@ int main(void)
 		cmocka_unit_test(tcb_policy_rejects_statuses_it_does_not_accept),
 		cmocka_unit_test(wrong_root_and_expectations_fail_closed),
 		cmocka_unit_test(sgx_quote_in_tdx_collateral_is_rejected),
+		cmocka_unit_test(prepared_trust_gives_the_same_verdicts_and_guards_its_window),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,8 +13,8 @@ pkgs=(
   # build
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
   libssl-dev libjansson-dev libcurl4-openssl-dev libgit2-dev libssh2-1-dev
-  # tests
-  libcmocka-dev python3 valgrind ca-certificates
+  # tests (sshd, a TLS front door and rsync are real peers in the integration tests)
+  libcmocka-dev python3 valgrind ca-certificates git openssh-server openssh-client stunnel4 rsync openssl
 )
 
 missing=()

@@ -337,6 +337,43 @@ static void identity_and_measurements_are_bound(void **state)
 	ev_free(&e);
 }
 
+static void stripped_event_log_vouches_for_rtmr3_only(void **state)
+{
+	struct ev e;
+	struct attest_verdict *v;
+	size_t i, o = 0;
+
+	ev_default(&e);
+	/* Keep RTMR3's events only, as dstack's stripped attestation does (plus no RTMR1/2). */
+	for (i = 0; i < e.log->n; i++) {
+		if (e.log->events[i].imr == 3) {
+			struct attest_event tmp = e.log->events[o];
+
+			e.log->events[o++] = e.log->events[i];
+			e.log->events[i] = tmp;
+		}
+	}
+	for (i = o; i < e.log->n; i++) {
+		free(e.log->events[i].event);
+		free(e.log->events[i].payload);
+	}
+	e.log->n = o;
+	v = verify(&e.in, &e.pol);
+	if (!v->ok)
+		fail_msg("stripped log: %s", v->error);
+	assert_true(v->have_identity);
+	assert_true(strstr(v->steps[16].detail, "partial log") != NULL ||
+		    strstr(v->steps[15].detail, "partial log") != NULL);
+	attest_verdict_free(v);
+	/* ...but RTMR3 itself must still replay. */
+	e.log->events[0].digest[0] ^= 1;
+	expect(&e.in, &e.pol, "event_log:");
+	e.log->events[0].digest[0] ^= 1;
+	e.log->events[e.log->n - 1].imr = 0; /* move one runtime event: RTMR3 no longer replays */
+	expect(&e.in, &e.pol, "rtmr_replay:");
+	ev_free(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -346,6 +383,7 @@ int main(void)
 		cmocka_unit_test(malformed_bundles_are_errors_not_verdicts),
 		cmocka_unit_test(policy_switches_admit_exactly_what_they_name),
 		cmocka_unit_test(identity_and_measurements_are_bound),
+		cmocka_unit_test(stripped_event_log_vouches_for_rtmr3_only),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -235,17 +235,6 @@ int attest_fetch_header_get(const char *hdrs, size_t len, const char *name, char
 	return tdxr_err_set(err, TDXR_ENOTFOUND, "no %s header", name);
 }
 
-static int hexdigit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int attest_fetch_pct_decode(const char *s, size_t len, char **out, size_t *out_len,
 			    struct tdxr_err *err)
 {
@@ -263,8 +252,8 @@ int attest_fetch_pct_decode(const char *s, size_t len, char **out, size_t *out_l
 		char c = s[i];
 
 		if (c == '%') {
-			int hi = i + 2 < len ? hexdigit(s[i + 1]) : -1;
-			int lo = hi >= 0 ? hexdigit(s[i + 2]) : -1;
+			int hi = i + 2 < len ? tdxr_hex_digit(s[i + 1]) : -1;
+			int lo = hi >= 0 ? tdxr_hex_digit(s[i + 2]) : -1;
 
 			if (lo < 0) {
 				free(o);

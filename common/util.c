@@ -46,7 +46,7 @@ int tdxr_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out, struct
 	return 0;
 }
 
-static int hexval(int c)
+int tdxr_hex_digit(int c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -64,7 +64,7 @@ int tdxr_hex_decode(const char *s, size_t slen, uint8_t *out, size_t outcap, siz
 	if (slen % 2 || slen / 2 > outcap)
 		return TDXR_EINVAL;
 	for (i = 0; i < slen; i += 2) {
-		int hi = hexval((unsigned char)s[i]), lo = hexval((unsigned char)s[i + 1]);
+		int hi = tdxr_hex_digit((unsigned char)s[i]), lo = tdxr_hex_digit((unsigned char)s[i + 1]);
 
 		if (hi < 0 || lo < 0)
 			return TDXR_EINVAL;
@@ -101,7 +101,7 @@ int tdxr_hex_decode_text(const uint8_t *s, size_t slen, uint8_t **out, size_t *o
 
 		if (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')
 			continue;
-		v = hexval(s[i]);
+		v = tdxr_hex_digit(s[i]);
 		if (v < 0) {
 			free(o);
 			return TDXR_EINVAL;

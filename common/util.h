@@ -17,6 +17,8 @@ int tdxr_parse_u64(const char *s, uint64_t max, uint64_t *out, struct tdxr_err *
 /* Decimal signed integer in [min, max]. */
 int tdxr_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out, struct tdxr_err *err);
 
+/* Value of one hex digit (either case), or -1. */
+int tdxr_hex_digit(int c);
 /* Strict hex (even length, [0-9a-fA-F] only) into out[outcap]; *outlen = bytes. */
 int tdxr_hex_decode(const char *s, size_t slen, uint8_t *out, size_t outcap, size_t *outlen);
 /* Strict hex of exactly n bytes. */

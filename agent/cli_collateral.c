@@ -20,7 +20,8 @@
 
 void cli_collateral_help(void)
 {
-	printf("usage: tdx-runner collateral (--quote FILE | --fmspc HEX --ca platform|processor [--sgx]) [options]\n"
+	printf("usage: tdx-runner collateral (--quote FILE | --fmspc HEX --ca platform|processor [--sgx]) "
+	       "[options]\n"
 	       "\n"
 	       "Fetches the collateral a quote needs (TCB info, QE identity, PCK CRL, root CA CRL and\n"
 	       "their issuer chains) from Intel PCS or a PCCS and prints it as JSON (dcap-qvl layout),\n"
@@ -43,12 +44,18 @@ void cli_collateral_help(void)
 int cli_collateral(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"quote", required_argument, NULL, 'q'},     {"fmspc", required_argument, NULL, 'f'},
-		{"ca", required_argument, NULL, 'c'},        {"sgx", no_argument, NULL, 's'},
-		{"pccs-url", required_argument, NULL, 'u'},  {"cache-dir", required_argument, NULL, 'd'},
-		{"now", required_argument, NULL, 'n'},       {"timeout-ms", required_argument, NULL, 't'},
-		{"api-key-file", required_argument, NULL, 'k'}, {"ca-file", required_argument, NULL, 'a'},
-		{"out", required_argument, NULL, 'o'},       {NULL, 0, NULL, 0},
+		{ "quote", required_argument, NULL, 'q' },
+		{ "fmspc", required_argument, NULL, 'f' },
+		{ "ca", required_argument, NULL, 'c' },
+		{ "sgx", no_argument, NULL, 's' },
+		{ "pccs-url", required_argument, NULL, 'u' },
+		{ "cache-dir", required_argument, NULL, 'd' },
+		{ "now", required_argument, NULL, 'n' },
+		{ "timeout-ms", required_argument, NULL, 't' },
+		{ "api-key-file", required_argument, NULL, 'k' },
+		{ "ca-file", required_argument, NULL, 'a' },
+		{ "out", required_argument, NULL, 'o' },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct attest_fetch_opts fo;
 	struct tdxr_secret *key = NULL;
@@ -87,13 +94,15 @@ int cli_collateral(int argc, char **argv)
 			fo.timeout_ms = (long)v;
 			break;
 		default:
-			fprintf(stderr, "tdx-runner collateral: unknown or incomplete option '%s' (see --help)\n",
-				argv[optind - 1]);
+			fprintf(stderr,
+			        "tdx-runner collateral: unknown or incomplete option '%s' (see --help)\n",
+			        argv[optind - 1]);
 			return 2;
 		}
 	}
 	if (optind < argc || (quote == NULL && (fmspc == NULL || ca == NULL)) || (quote && (fmspc || ca))) {
-		fprintf(stderr, "tdx-runner collateral: needs --quote FILE, or --fmspc HEX and --ca platform|processor\n");
+		fprintf(stderr, "tdx-runner collateral: needs --quote FILE, or --fmspc HEX and --ca "
+		                "platform|processor\n");
 		return 2;
 	}
 	if (ca && strcmp(ca, "platform") != 0 && strcmp(ca, "processor") != 0)

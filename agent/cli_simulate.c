@@ -52,12 +52,15 @@ static int write_file(const char *dir, const char *name, const void *p, size_t n
 int cli_simulate(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"out", required_argument, NULL, 'o'},   {"dir", required_argument, NULL, 'd'},
-		{"report-data", required_argument, NULL, 'r'}, {"now", required_argument, NULL, 'n'},
-		{"json", no_argument, NULL, 'j'},        {NULL, 0, NULL, 0},
+		{ "out", required_argument, NULL, 'o' },
+		{ "dir", required_argument, NULL, 'd' },
+		{ "report-data", required_argument, NULL, 'r' },
+		{ "now", required_argument, NULL, 'n' },
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *out = NULL, *dir = NULL;
-	uint8_t rd[64] = {0};
+	uint8_t rd[64] = { 0 };
 	int64_t now = (int64_t)time(NULL);
 	int c, json = 0, rc = 2;
 	struct sim_output *so = NULL;
@@ -66,7 +69,7 @@ int cli_simulate(int argc, char **argv)
 	struct attest_verdict *v = NULL;
 	struct attest_policy pol;
 	struct attest_input in;
-	struct attest_bundle_meta meta = {"simulate", NULL, NULL, NULL};
+	struct attest_bundle_meta meta = { "simulate", NULL, NULL, NULL };
 	struct tdxr_err e;
 	char *bundle = NULL, *vj = NULL;
 	size_t n;
@@ -82,7 +85,8 @@ int cli_simulate(int argc, char **argv)
 		case 'r':
 			n = strlen(optarg);
 			if (n > 128 || n % 2 || tdxr_hex_decode(optarg, n, rd, sizeof(rd), NULL)) {
-				fprintf(stderr, "tdx-runner simulate: --report-data takes up to 128 hex digits\n");
+				fprintf(stderr,
+				        "tdx-runner simulate: --report-data takes up to 128 hex digits\n");
 				return 2;
 			}
 			break;
@@ -93,8 +97,9 @@ int cli_simulate(int argc, char **argv)
 			}
 			break;
 		default:
-			fprintf(stderr, "tdx-runner simulate: unknown or incomplete option '%s' (see --help)\n",
-				argv[optind - 1]);
+			fprintf(stderr,
+			        "tdx-runner simulate: unknown or incomplete option '%s' (see --help)\n",
+			        argv[optind - 1]);
 			return 2;
 		}
 	}
@@ -103,8 +108,10 @@ int cli_simulate(int argc, char **argv)
 		return 2;
 	}
 	if (sim_generate_default(now, rd, &so, &e) ||
-	    attest_collateral_parse((const uint8_t *)so->collateral_json, strlen(so->collateral_json), &coll, &e) ||
-	    attest_eventlog_parse_json((const uint8_t *)so->eventlog_json, strlen(so->eventlog_json), &log, &e)) {
+	    attest_collateral_parse((const uint8_t *)so->collateral_json, strlen(so->collateral_json), &coll,
+	                            &e) ||
+	    attest_eventlog_parse_json((const uint8_t *)so->eventlog_json, strlen(so->eventlog_json), &log,
+	                               &e)) {
 		fprintf(stderr, "tdx-runner simulate: %s\n", e.msg);
 		goto out;
 	}
@@ -141,7 +148,8 @@ int cli_simulate(int argc, char **argv)
 			printf("%s\n", vj);
 	} else {
 		printf("simulated evidence %s (SIMULATED root of trust, not Intel): %s\nbundle: %s\n",
-		       v->ok ? "verifies" : "does NOT verify", v->ok ? attest_tcb_status_name(v->status) : v->error, out);
+		       v->ok ? "verifies" : "does NOT verify",
+		       v->ok ? attest_tcb_status_name(v->status) : v->error, out);
 	}
 	rc = v->ok ? 0 : 1;
 out:

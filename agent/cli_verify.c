@@ -103,28 +103,46 @@ static int parse_accept(const char *s, unsigned *mask)
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-	enum { O_QUOTE = 256, O_COLL, O_EV, O_COMPOSE, O_CERT, O_ROOT, O_NOW, O_ACCEPT, O_DEBUG, O_STD, O_RES,
-	       O_SIM, O_APP, O_CH, O_RD, O_MRTD, O_JSON, O_BOUT };
+	enum {
+		O_QUOTE = 256,
+		O_COLL,
+		O_EV,
+		O_COMPOSE,
+		O_CERT,
+		O_ROOT,
+		O_NOW,
+		O_ACCEPT,
+		O_DEBUG,
+		O_STD,
+		O_RES,
+		O_SIM,
+		O_APP,
+		O_CH,
+		O_RD,
+		O_MRTD,
+		O_JSON,
+		O_BOUT
+	};
 	static const struct option lo[] = {
-		{"quote", required_argument, NULL, O_QUOTE},
-		{"collateral", required_argument, NULL, O_COLL},
-		{"event-log", required_argument, NULL, O_EV},
-		{"app-compose", required_argument, NULL, O_COMPOSE},
-		{"app-cert", required_argument, NULL, O_CERT},
-		{"root", required_argument, NULL, O_ROOT},
-		{"now", required_argument, NULL, O_NOW},
-		{"accept", required_argument, NULL, O_ACCEPT},
-		{"allow-debug", no_argument, NULL, O_DEBUG},
-		{"allow-service-td", no_argument, NULL, O_STD},
-		{"allow-reserved", no_argument, NULL, O_RES},
-		{"allow-simulated", no_argument, NULL, O_SIM},
-		{"expect-app-id", required_argument, NULL, O_APP},
-		{"expect-compose-hash", required_argument, NULL, O_CH},
-		{"expect-report-data", required_argument, NULL, O_RD},
-		{"mrtd", required_argument, NULL, O_MRTD},
-		{"json", no_argument, NULL, O_JSON},
-		{"bundle-out", required_argument, NULL, O_BOUT},
-		{NULL, 0, NULL, 0},
+		{ "quote", required_argument, NULL, O_QUOTE },
+		{ "collateral", required_argument, NULL, O_COLL },
+		{ "event-log", required_argument, NULL, O_EV },
+		{ "app-compose", required_argument, NULL, O_COMPOSE },
+		{ "app-cert", required_argument, NULL, O_CERT },
+		{ "root", required_argument, NULL, O_ROOT },
+		{ "now", required_argument, NULL, O_NOW },
+		{ "accept", required_argument, NULL, O_ACCEPT },
+		{ "allow-debug", no_argument, NULL, O_DEBUG },
+		{ "allow-service-td", no_argument, NULL, O_STD },
+		{ "allow-reserved", no_argument, NULL, O_RES },
+		{ "allow-simulated", no_argument, NULL, O_SIM },
+		{ "expect-app-id", required_argument, NULL, O_APP },
+		{ "expect-compose-hash", required_argument, NULL, O_CH },
+		{ "expect-report-data", required_argument, NULL, O_RD },
+		{ "mrtd", required_argument, NULL, O_MRTD },
+		{ "json", no_argument, NULL, O_JSON },
+		{ "bundle-out", required_argument, NULL, O_BOUT },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct tdxr_err e;
 	int c;
@@ -149,7 +167,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			break;
 		case O_ACCEPT:
 			if (parse_accept(optarg, &o->pol.accept_tcb)) {
-				fprintf(stderr, "tdx-runner verify: --accept takes TCB statuses such as UpToDate,SWHardeningNeeded\n");
+				fprintf(stderr, "tdx-runner verify: --accept takes TCB statuses such as "
+				                "UpToDate,SWHardeningNeeded\n");
 				return 2;
 			}
 			break;
@@ -161,7 +180,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case O_CH: o->pol.expected_compose_hash = optarg; break;
 		case O_RD:
 			if (tdxr_hex_decode_exact(optarg, o->report_data, 64)) {
-				fprintf(stderr, "tdx-runner verify: --expect-report-data takes 128 hex digits\n");
+				fprintf(stderr,
+				        "tdx-runner verify: --expect-report-data takes 128 hex digits\n");
 				return 2;
 			}
 			o->pol.expected_report_data = o->report_data;
@@ -178,7 +198,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case O_BOUT: o->bundle_out = optarg; break;
 		default:
 			fprintf(stderr, "tdx-runner verify: unknown or incomplete option '%s' (see --help)\n",
-				argv[optind - 1]);
+			        argv[optind - 1]);
 			return 2;
 		}
 	}
@@ -190,12 +210,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	}
 	if (o->bundle && (o->quote || o->collateral || o->eventlog || o->app_compose || o->app_cert)) {
 		fprintf(stderr, "tdx-runner verify: a BUNDLE carries its own quote and collateral; "
-				"do not combine it with --quote/--collateral/--event-log\n");
+		                "do not combine it with --quote/--collateral/--event-log\n");
 		return 2;
 	}
 	if (!o->bundle && (!o->collateral || (!o->quote && !o->eventlog))) {
 		fprintf(stderr, "tdx-runner verify: needs --quote FILE and --collateral FILE, or a BUNDLE "
-				"(see --help)\n");
+		                "(see --help)\n");
 		return 2;
 	}
 	return 0;
@@ -203,7 +223,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 
 static int print_verdict(const struct attest_verdict *v, int json)
 {
-	static const char *const res[] = {"pass", "FAIL", "skip"};
+	static const char *const res[] = { "pass", "FAIL", "skip" };
 	struct tdxr_err e;
 	char *text = NULL;
 	size_t i;
@@ -219,7 +239,8 @@ static int print_verdict(const struct attest_verdict *v, int json)
 	}
 	for (i = 0; i < v->n_steps; i++)
 		printf("  %-4s %-20s %s\n", res[v->steps[i].result], v->steps[i].name, v->steps[i].detail);
-	printf("%s%s", v->ok ? "VERIFIED" : "NOT VERIFIED", v->simulated ? " (SIMULATED root of trust: not Intel)" : "");
+	printf("%s%s", v->ok ? "VERIFIED" : "NOT VERIFIED",
+	       v->simulated ? " (SIMULATED root of trust: not Intel)" : "");
 	if (v->have_status) {
 		printf(": TCB %s", attest_tcb_status_name(v->status));
 		for (i = 0; i < v->n_advisory; i++)

@@ -105,7 +105,7 @@ void attest_quote_free(struct attest_quote *q);
 /* What a collateral fetch needs from a quote: FMSPC (12 hex digits) and the PCK CA
  * ("platform" or "processor") from its PCK leaf certificate. No verification. */
 int attest_quote_pck_info(const struct attest_quote *q, char fmspc_hex[13], const char **pck_ca,
-			  struct tdxr_err *err);
+                          struct tdxr_err *err);
 /* Reads a quote file: binary, or hex text (optional 0x, whitespace allowed). */
 int attest_quote_load(const uint8_t *p, size_t len, uint8_t **bin, size_t *bin_len, struct tdxr_err *err);
 
@@ -131,7 +131,7 @@ struct attest_collateral {
 
 /* Parses collateral JSON ({tcb_info, tcb_info_signature, ...}; hex signatures and CRLs). */
 int attest_collateral_parse(const uint8_t *json, size_t len, struct attest_collateral **out,
-			    struct tdxr_err *err);
+                            struct tdxr_err *err);
 /* Serialises back to the same layout; *out is malloc'd JSON text. */
 int attest_collateral_to_json(const struct attest_collateral *c, char **out, struct tdxr_err *err);
 void attest_collateral_free(struct attest_collateral *c);
@@ -141,11 +141,11 @@ void attest_collateral_free(struct attest_collateral *c);
 #define ATTEST_EVENT_DSTACK_RUNTIME 0x08000001u
 
 struct attest_event {
-	uint32_t imr;        /* 0..3 = RTMR0..3 */
+	uint32_t imr; /* 0..3 = RTMR0..3 */
 	uint32_t event_type;
-	uint8_t digest[48];  /* SHA-384 */
-	char *event;         /* owned; the event name ("" when the log gives none) */
-	uint8_t *payload;    /* owned */
+	uint8_t digest[48]; /* SHA-384 */
+	char *event;        /* owned; the event name ("" when the log gives none) */
+	uint8_t *payload;   /* owned */
 	size_t payload_len;
 };
 
@@ -157,10 +157,10 @@ struct attest_eventlog {
 /* The dstack JSON form: an array of {imr, event_type, digest, event, event_payload},
  * given as the array's JSON text. */
 int attest_eventlog_parse_json(const uint8_t *text, size_t len, struct attest_eventlog **out,
-			       struct tdxr_err *err);
+                               struct tdxr_err *err);
 /* A raw TCG2 crypto-agile CCEL (SHA-384 digests; MR index 1..4 = RTMR0..3). */
 int attest_eventlog_parse_ccel(const uint8_t *p, size_t len, struct attest_eventlog **out,
-			       struct tdxr_err *err);
+                               struct tdxr_err *err);
 /* Serialises to the dstack JSON array text (malloc'd). */
 int attest_eventlog_to_json(const struct attest_eventlog *log, char **out, struct tdxr_err *err);
 void attest_eventlog_free(struct attest_eventlog *log);
@@ -180,7 +180,7 @@ struct attest_dstack_identity {
 	int system_ready;        /* a system-ready event was seen */
 };
 int attest_dstack_identity_get(const struct attest_eventlog *log, struct attest_dstack_identity *out,
-			       struct tdxr_err *err);
+                               struct tdxr_err *err);
 /* SHA-256 of the app-compose text, hex into out[65]. */
 void attest_compose_hash(const char *app_compose, size_t len, char out[65]);
 /* REPORTDATA an RA-TLS app certificate binds: SHA-512("ratls-cert:" || leaf SPKI DER). */
@@ -201,7 +201,7 @@ struct attest_evidence {
  * GetQuote response ({quote, event_log}), the legacy tappd forms, and Phala Cloud's
  * /cvms/{id}/attestation response. */
 int attest_evidence_parse(const uint8_t *json, size_t len, struct attest_evidence **out,
-			  struct tdxr_err *err);
+                          struct tdxr_err *err);
 void attest_evidence_free(struct attest_evidence *e);
 
 /* ==================================================================== policy */
@@ -217,7 +217,7 @@ enum attest_tcb_status {
 	ATTEST_TCB_UNKNOWN,
 };
 #define ATTEST_TCB_BIT(s) (1u << (s))
-#define ATTEST_TCB_DEFAULT_ACCEPT \
+#define ATTEST_TCB_DEFAULT_ACCEPT                                                                            \
 	(ATTEST_TCB_BIT(ATTEST_TCB_UP_TO_DATE) | ATTEST_TCB_BIT(ATTEST_TCB_SW_HARDENING_NEEDED))
 
 const char *attest_tcb_status_name(enum attest_tcb_status s);
@@ -225,14 +225,14 @@ const char *attest_tcb_status_name(enum attest_tcb_status s);
 enum attest_tcb_status attest_tcb_status_parse(const char *s);
 
 struct attest_policy {
-	unsigned accept_tcb;   /* ATTEST_TCB_BIT mask; 0 = ATTEST_TCB_DEFAULT_ACCEPT */
-	int allow_debug;       /* accept TD/enclave DEBUG attribute */
-	int allow_service_td;  /* accept a non-zero MRSERVICETD (TD 1.5) */
-	int allow_reserved;    /* accept reserved TD attribute bits and missing SEPT_VE_DISABLE */
-	int allow_simulated;   /* accept a simulator root of trust */
-	const char *expected_app_id;      /* hex or NULL */
+	unsigned accept_tcb;               /* ATTEST_TCB_BIT mask; 0 = ATTEST_TCB_DEFAULT_ACCEPT */
+	int allow_debug;                   /* accept TD/enclave DEBUG attribute */
+	int allow_service_td;              /* accept a non-zero MRSERVICETD (TD 1.5) */
+	int allow_reserved;                /* accept reserved TD attribute bits and missing SEPT_VE_DISABLE */
+	int allow_simulated;               /* accept a simulator root of trust */
+	const char *expected_app_id;       /* hex or NULL */
 	const char *expected_compose_hash; /* hex or NULL */
-	const char *expected_instance_id; /* hex or NULL */
+	const char *expected_instance_id;  /* hex or NULL */
 	const uint8_t *expected_report_data; /* 64 bytes or NULL */
 	/* allow-lists of hex values; NULL-terminated arrays, NULL = any */
 	const char *const *mrtd;
@@ -256,13 +256,13 @@ struct attest_step {
 };
 
 struct attest_verdict {
-	int ok;        /* every step passed or was skipped by design, and the policy holds */
-	int simulated; /* the root of trust was a simulator root */
+	int ok;                        /* every step passed or was skipped by design, and the policy holds */
+	int simulated;                 /* the root of trust was a simulator root */
 	enum attest_tcb_status status; /* ATTEST_TCB_UNKNOWN when not reached */
 	int have_status;
 	char **advisory_ids; /* owned */
 	size_t n_advisory;
-	char error[320];     /* "<step>: <detail>" of the first failure, "" when ok */
+	char error[320]; /* "<step>: <detail>" of the first failure, "" when ok */
 	struct attest_step steps[ATTEST_MAX_STEPS];
 	size_t n_steps;
 	struct attest_quote *quote; /* owned; NULL if parsing failed */
@@ -290,7 +290,7 @@ int attest_verdict_to_json(const struct attest_verdict *v, char **out, struct td
  */
 struct attest_trust;
 int attest_trust_new(const struct attest_collateral *c, const uint8_t *root_der, size_t root_der_len,
-		     int64_t now, struct attest_trust **out, struct tdxr_err *err);
+                     int64_t now, struct attest_trust **out, struct tdxr_err *err);
 /* 1 when every collateral check passed; *error (borrowed) names the failure. */
 int attest_trust_ok(const struct attest_trust *t, const char **error);
 void attest_trust_free(struct attest_trust *t);
@@ -304,7 +304,7 @@ struct attest_input {
 	size_t app_compose_len;
 	const char *app_cert_pem; /* optional RA-TLS certificate */
 	size_t app_cert_len;
-	int64_t now;              /* UNIX seconds */
+	int64_t now; /* UNIX seconds */
 	/* Root of trust: NULL = the bundled Intel SGX Root CA, pinned by SPKI SHA-256. */
 	const uint8_t *root_der;
 	size_t root_der_len;
@@ -317,7 +317,7 @@ struct attest_input {
 /* Runs every step and fills a verdict. Returns 0 when a verdict was produced (look at
  * verdict->ok), a negative code only when no verdict could be produced (ENOMEM). */
 int attest_verify(const struct attest_input *in, const struct attest_policy *policy,
-		  struct attest_verdict **out, struct tdxr_err *err);
+                  struct attest_verdict **out, struct tdxr_err *err);
 
 /* Empties the process-wide cache of decoded certificates (keyed by the SHA-256 of
  * their DER; it changes cost, never an answer). Also frees it at exit for leak checkers. */
@@ -339,11 +339,11 @@ struct attest_bundle_meta {
 /* Writes an attestation bundle: versioned JSON with the quote, event log, app-compose,
  * app certificate, collateral, policy, verdict, root (when simulated), time. */
 int attest_bundle_write(const struct attest_input *in, const struct attest_policy *policy,
-			const struct attest_verdict *verdict, const struct attest_bundle_meta *meta,
-			char **out, struct tdxr_err *err);
+                        const struct attest_verdict *verdict, const struct attest_bundle_meta *meta,
+                        char **out, struct tdxr_err *err);
 /* Re-verifies a bundle offline at its recorded time (now_override > 0 to change it).
  * policy NULL = the policy recorded in the bundle. */
 int attest_bundle_verify(const uint8_t *json, size_t len, const struct attest_policy *policy,
-			 int64_t now_override, struct attest_verdict **out, struct tdxr_err *err);
+                         int64_t now_override, struct attest_verdict **out, struct tdxr_err *err);
 
 #endif

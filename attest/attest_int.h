@@ -24,14 +24,13 @@ EVP_PKEY *attest__p256_from_raw(const uint8_t xy[64]);
 /* SHA-256 of the certificate's DER SubjectPublicKeyInfo. */
 int attest__spki_sha256(X509 *cert, uint8_t out[32]);
 /* DER CRL -> X509_CRL. */
-int attest__crl_load(const uint8_t *der, size_t len, const char *what, X509_CRL **out,
-		     struct tdxr_err *err);
+int attest__crl_load(const uint8_t *der, size_t len, const char *what, X509_CRL **out, struct tdxr_err *err);
 /* Verifies chain[0] up to root at time now: signatures, validity windows, and
  * revocation of every certificate against crls (each certificate must be covered
  * by a CRL from its issuer, valid at now). leaf must not be a CA. what names the
  * chain in messages; leaf_may_be_ca for CRL issuer chains. */
-int attest__chain_verify(X509 *root, STACK_OF(X509) *chain, X509_CRL *const *crls, size_t ncrls,
-			 int64_t now, int leaf_may_be_ca, const char *what, struct tdxr_err *err);
+int attest__chain_verify(X509 *root, STACK_OF(X509) *chain, X509_CRL *const *crls, size_t ncrls, int64_t now,
+                         int leaf_may_be_ca, const char *what, struct tdxr_err *err);
 
 /* Intel SGX PCK certificate extension (OID 1.2.840.113741.1.13.1). */
 struct attest_pck_ext {
@@ -107,7 +106,7 @@ struct attest_qe_identity {
 int attest__tcb_info_parse(const char *text, size_t len, struct attest_tcb_info **out, struct tdxr_err *err);
 void attest__tcb_info_free(struct attest_tcb_info *t);
 int attest__qe_identity_parse(const char *text, size_t len, struct attest_qe_identity **out,
-			      struct tdxr_err *err);
+                              struct tdxr_err *err);
 void attest__qe_identity_free(struct attest_qe_identity *q);
 /* Worse-of merge (Intel severity order) and union of advisory IDs into dst. */
 int attest__status_merge(struct attest_status_adv *dst, const struct attest_status_adv *src);
@@ -125,11 +124,11 @@ struct attest_trust {
 	EVP_PKEY *pck_crl_key; /* the key that signed pck_crl */
 	struct attest_tcb_info *tcb;
 	struct attest_qe_identity *qe;
-	X509_STORE *store; /* root + both CRLs; NULL when a step failed */
+	X509_STORE *store;           /* root + both CRLs; NULL when a step failed */
 	struct attest_step steps[4]; /* root (on failure), crl, tcb_info, qe_identity */
 	size_t n_steps;
 	int failed;
 };
 /* Verifies chain[0] with a prepared store (see attest__chain_verify). */
 int attest__chain_verify_store(X509_STORE *store, STACK_OF(X509) *chain, int64_t now, int leaf_may_be_ca,
-			       const char *what, struct tdxr_err *err);
+                               const char *what, struct tdxr_err *err);

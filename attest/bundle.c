@@ -54,13 +54,14 @@ static json_t *policy_json(const struct attest_policy *p)
 	json_object_set_new(o, "allow_service_td", json_boolean(p->allow_service_td));
 	json_object_set_new(o, "allow_reserved", json_boolean(p->allow_reserved));
 	json_object_set_new(o, "allow_simulated", json_boolean(p->allow_simulated));
-	json_object_set_new(o, "expected_app_id", p->expected_app_id ? json_string(p->expected_app_id) : json_null());
+	json_object_set_new(o, "expected_app_id",
+	                    p->expected_app_id ? json_string(p->expected_app_id) : json_null());
 	json_object_set_new(o, "expected_compose_hash",
-			    p->expected_compose_hash ? json_string(p->expected_compose_hash) : json_null());
+	                    p->expected_compose_hash ? json_string(p->expected_compose_hash) : json_null());
 	json_object_set_new(o, "expected_instance_id",
-			    p->expected_instance_id ? json_string(p->expected_instance_id) : json_null());
+	                    p->expected_instance_id ? json_string(p->expected_instance_id) : json_null());
 	json_object_set_new(o, "expected_report_data",
-			    p->expected_report_data ? hexj(p->expected_report_data, 64) : json_null());
+	                    p->expected_report_data ? hexj(p->expected_report_data, 64) : json_null());
 	json_object_set_new(o, "mrtd", strlist(p->mrtd));
 	json_object_set_new(o, "rtmr0", strlist(p->rtmr0));
 	json_object_set_new(o, "rtmr1", strlist(p->rtmr1));
@@ -76,8 +77,8 @@ static json_t *opt_str(const char *s)
 }
 
 int attest_bundle_write(const struct attest_input *in, const struct attest_policy *policy,
-			const struct attest_verdict *verdict, const struct attest_bundle_meta *meta,
-			char **out, struct tdxr_err *err)
+                        const struct attest_verdict *verdict, const struct attest_bundle_meta *meta,
+                        char **out, struct tdxr_err *err)
 {
 	struct attest_policy defpol;
 	json_t *o = NULL, *j;
@@ -114,8 +115,10 @@ int attest_bundle_write(const struct attest_input *in, const struct attest_polic
 		json_object_set_new(o, "event_log", json_null());
 	}
 	json_object_set_new(o, "app_compose",
-			    in->app_compose ? json_stringn(in->app_compose, in->app_compose_len) : json_null());
-	json_object_set_new(o, "app_cert", in->app_cert_pem ? json_stringn(in->app_cert_pem, in->app_cert_len) : json_null());
+	                    in->app_compose ? json_stringn(in->app_compose, in->app_compose_len)
+	                                    : json_null());
+	json_object_set_new(
+	    o, "app_cert", in->app_cert_pem ? json_stringn(in->app_cert_pem, in->app_cert_len) : json_null());
 	if (in->collateral) {
 		if ((rc = attest_collateral_to_json(in->collateral, &text, err)))
 			goto out;
@@ -211,7 +214,7 @@ static int hexfield(json_t *o, const char *k, uint8_t **out, size_t *len, size_t
 }
 
 static int list_from(json_t *pol, const char *k, struct owned *ow, int slot, const char *const **dst,
-		     struct tdxr_err *err)
+                     struct tdxr_err *err)
 {
 	json_t *a = json_object_get(pol, k), *e;
 	size_t i;
@@ -225,7 +228,8 @@ static int list_from(json_t *pol, const char *k, struct owned *ow, int slot, con
 	ow->lists[slot] = calloc(json_array_size(a) + 1, sizeof(char *));
 	if (ow->lists[slot] == NULL)
 		return tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
-	json_array_foreach(a, i, e) {
+	json_array_foreach(a, i, e)
+	{
 		if (!json_is_string(e) || (ow->lists[slot][i] = keep(ow, json_string_value(e))) == NULL)
 			return tdxr_err_set(err, TDXR_EINVAL, "bundle: policy.%s[%zu] is not a string", k, i);
 	}
@@ -239,13 +243,14 @@ static int expect_from(json_t *pol, const char *k, struct owned *ow, const char 
 
 	if (*dst || v == NULL || json_is_null(v))
 		return 0;
-	if (!json_is_string(v) || json_string_length(v) > 128 || (*dst = keep(ow, json_string_value(v))) == NULL)
+	if (!json_is_string(v) || json_string_length(v) > 128 ||
+	    (*dst = keep(ow, json_string_value(v))) == NULL)
 		return tdxr_err_set(err, TDXR_EINVAL, "bundle: policy.%s is not a short string", k);
 	return 0;
 }
 
 int attest_bundle_verify(const uint8_t *text, size_t len, const struct attest_policy *policy,
-			 int64_t now_override, struct attest_verdict **out, struct tdxr_err *err)
+                         int64_t now_override, struct attest_verdict **out, struct tdxr_err *err)
 {
 	struct attest_policy pol;
 	struct attest_input in;
@@ -267,12 +272,13 @@ int attest_bundle_verify(const uint8_t *text, size_t len, const struct attest_po
 		return tdxr_err_set(err, TDXR_ETOOBIG, "bundle: %zu bytes exceeds the limit", len);
 	root = json_loadb((const char *)text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL)
-		return tdxr_err_set(err, TDXR_EINVAL, "bundle: invalid JSON at line %d column %d: %s", jerr.line,
-				    jerr.column, jerr.text);
+		return tdxr_err_set(err, TDXR_EINVAL, "bundle: invalid JSON at line %d column %d: %s",
+		                    jerr.line, jerr.column, jerr.text);
 	v = json_object_get(root, "format");
 	if (!json_is_object(root) || !json_is_string(v) || strcmp(json_string_value(v), BUNDLE_FORMAT) != 0) {
-		rc = tdxr_err_set(err, TDXR_EINVAL, "bundle: not a tdx-runner attestation bundle (format != %s)",
-				  BUNDLE_FORMAT);
+		rc =
+		    tdxr_err_set(err, TDXR_EINVAL,
+		                 "bundle: not a tdx-runner attestation bundle (format != %s)", BUNDLE_FORMAT);
 		goto out;
 	}
 	v = json_object_get(root, "version");
@@ -306,7 +312,8 @@ int attest_bundle_verify(const uint8_t *text, size_t len, const struct attest_po
 	v = json_object_get(root, "event_log");
 	if (json_is_array(v)) {
 		sub = json_dumps(v, JSON_COMPACT);
-		if (sub == NULL || (rc = attest_eventlog_parse_json((const uint8_t *)sub, strlen(sub), &ow.log, err))) {
+		if (sub == NULL ||
+		    (rc = attest_eventlog_parse_json((const uint8_t *)sub, strlen(sub), &ow.log, err))) {
 			rc = rc ? rc : tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
 			goto out;
 		}
@@ -348,7 +355,9 @@ int attest_bundle_verify(const uint8_t *text, size_t len, const struct attest_po
 		v = json_object_get(pj, "expected_report_data");
 		if (pol.expected_report_data == NULL && json_is_string(v)) {
 			if (tdxr_hex_decode_exact(json_string_value(v), ow.report_data, 64)) {
-				rc = tdxr_err_set(err, TDXR_EINVAL, "bundle: policy.expected_report_data is not 64 bytes of hex");
+				rc = tdxr_err_set(
+				    err, TDXR_EINVAL,
+				    "bundle: policy.expected_report_data is not 64 bytes of hex");
 				goto out;
 			}
 			pol.expected_report_data = ow.report_data;

@@ -14,8 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int get_str(json_t *root, const char *key, int required, char **out, size_t *len,
-		   struct tdxr_err *err)
+static int get_str(json_t *root, const char *key, int required, char **out, size_t *len, struct tdxr_err *err)
 {
 	json_t *v = json_object_get(root, key);
 	const char *s;
@@ -77,7 +76,8 @@ static int get_sig(json_t *root, const char *key, uint8_t sig[64], struct tdxr_e
 	if (n != 64) {
 		free(b);
 		return tdxr_err_set(err, TDXR_EINVAL,
-				    "collateral: '%s' is %zu bytes; an ECDSA P-256 r||s signature is 64", key, n);
+		                    "collateral: '%s' is %zu bytes; an ECDSA P-256 r||s signature is 64", key,
+		                    n);
 	}
 	memcpy(sig, b, 64);
 	free(b);
@@ -85,7 +85,7 @@ static int get_sig(json_t *root, const char *key, uint8_t sig[64], struct tdxr_e
 }
 
 int attest_collateral_parse(const uint8_t *text, size_t len, struct attest_collateral **out,
-			    struct tdxr_err *err)
+                            struct tdxr_err *err)
 {
 	struct attest_collateral *c = NULL;
 	json_error_t jerr;
@@ -95,11 +95,11 @@ int attest_collateral_parse(const uint8_t *text, size_t len, struct attest_colla
 	*out = NULL;
 	if (len > TDXR_CAP_COLLATERAL)
 		return tdxr_err_set(err, TDXR_ETOOBIG, "collateral: %zu bytes exceeds the %u-byte limit", len,
-				    TDXR_CAP_COLLATERAL);
+		                    TDXR_CAP_COLLATERAL);
 	root = json_loadb((const char *)text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL)
 		return tdxr_err_set(err, TDXR_EINVAL, "collateral: invalid JSON at line %d column %d: %s",
-				    jerr.line, jerr.column, jerr.text);
+		                    jerr.line, jerr.column, jerr.text);
 	if (!json_is_object(root)) {
 		rc = tdxr_err_set(err, TDXR_EINVAL, "collateral: not a JSON object");
 		goto out;

@@ -52,7 +52,7 @@ struct id_field {
 };
 
 int attest_dstack_identity_get(const struct attest_eventlog *log, struct attest_dstack_identity *out,
-			       struct tdxr_err *err)
+                               struct tdxr_err *err)
 {
 	struct attest_dstack_identity id;
 	struct id_field f[5];
@@ -60,11 +60,11 @@ int attest_dstack_identity_get(const struct attest_eventlog *log, struct attest_
 
 	memset(out, 0, sizeof(*out));
 	memset(&id, 0, sizeof(id));
-	f[0] = (struct id_field){"app-id", id.app_id, sizeof(id.app_id), 0, 0};
-	f[1] = (struct id_field){"compose-hash", id.compose_hash, sizeof(id.compose_hash), 0, 0};
-	f[2] = (struct id_field){"instance-id", id.instance_id, sizeof(id.instance_id), 0, 0};
-	f[3] = (struct id_field){"os-image-hash", id.os_image_hash, sizeof(id.os_image_hash), 0, 0};
-	f[4] = (struct id_field){"key-provider", id.key_provider, sizeof(id.key_provider), 1, 0};
+	f[0] = (struct id_field){ "app-id", id.app_id, sizeof(id.app_id), 0, 0 };
+	f[1] = (struct id_field){ "compose-hash", id.compose_hash, sizeof(id.compose_hash), 0, 0 };
+	f[2] = (struct id_field){ "instance-id", id.instance_id, sizeof(id.instance_id), 0, 0 };
+	f[3] = (struct id_field){ "os-image-hash", id.os_image_hash, sizeof(id.os_image_hash), 0, 0 };
+	f[4] = (struct id_field){ "key-provider", id.key_provider, sizeof(id.key_provider), 1, 0 };
 	for (i = 0; i < log->n; i++) {
 		const struct attest_event *ev = &log->events[i];
 
@@ -80,23 +80,25 @@ int attest_dstack_identity_get(const struct attest_eventlog *log, struct attest_
 			continue;
 		if (f[k].seen)
 			return tdxr_err_set(err, TDXR_EINVAL,
-					    "event log: second \"%s\" event (event %zu) before system-ready", f[k].name,
-					    i);
+			                    "event log: second \"%s\" event (event %zu) before system-ready",
+			                    f[k].name, i);
 		f[k].seen = 1;
 		if (f[k].text) {
 			size_t n = ev->payload_len < f[k].cap - 1 ? ev->payload_len : f[k].cap - 1;
 
 			if (ev->payload_len && memchr(ev->payload, '\0', ev->payload_len))
-				return tdxr_err_set(err, TDXR_EINVAL, "event log: \"%s\" event %zu payload contains NUL",
-						    f[k].name, i);
+				return tdxr_err_set(err, TDXR_EINVAL,
+				                    "event log: \"%s\" event %zu payload contains NUL",
+				                    f[k].name, i);
 			if (n)
 				memcpy(f[k].dst, ev->payload, n);
 			f[k].dst[n] = '\0';
 		} else {
 			if (ev->payload_len > (f[k].cap - 1) / 2)
-				return tdxr_err_set(err, TDXR_EINVAL,
-						    "event log: \"%s\" event %zu payload of %zu bytes is longer than %zu",
-						    f[k].name, i, ev->payload_len, (f[k].cap - 1) / 2);
+				return tdxr_err_set(
+				    err, TDXR_EINVAL,
+				    "event log: \"%s\" event %zu payload of %zu bytes is longer than %zu",
+				    f[k].name, i, ev->payload_len, (f[k].cap - 1) / 2);
 			tdxr_hex_encode(ev->payload, ev->payload_len, f[k].dst);
 		}
 	}
@@ -134,13 +136,15 @@ static int dstack_leaf(const char *pem, size_t len, X509 **out, struct tdxr_err 
 	while (i < len && (pem[i] == ' ' || pem[i] == '\t' || pem[i] == '\r' || pem[i] == '\n'))
 		i++;
 	if (len - i < sizeof(begin) - 1 || memcmp(pem + i, begin, sizeof(begin) - 1) != 0)
-		return tdxr_err_set(err, TDXR_EINVAL, "app certificate: does not start with a PEM certificate");
+		return tdxr_err_set(err, TDXR_EINVAL,
+		                    "app certificate: does not start with a PEM certificate");
 	bio = BIO_new_mem_buf(pem + i, (int)(len - i));
 	if (bio == NULL)
 		return tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
 	*out = PEM_read_bio_X509(bio, NULL, NULL, NULL);
 	if (*out == NULL)
-		rc = tdxr_err_set(err, TDXR_EINVAL, "app certificate: the first PEM certificate cannot be decoded");
+		rc = tdxr_err_set(err, TDXR_EINVAL,
+		                  "app certificate: the first PEM certificate cannot be decoded");
 	ERR_clear_error();
 	BIO_free(bio);
 	return rc;
@@ -160,7 +164,8 @@ int attest_ratls_report_data(const char *cert_pem, size_t len, uint8_t out[64], 
 		return rc;
 	dlen = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(leaf), &der);
 	if (dlen <= 0) {
-		rc = tdxr_err_set(err, TDXR_EINVAL, "app certificate: SubjectPublicKeyInfo cannot be encoded");
+		rc =
+		    tdxr_err_set(err, TDXR_EINVAL, "app certificate: SubjectPublicKeyInfo cannot be encoded");
 		goto out;
 	}
 	ctx = EVP_MD_CTX_new();
@@ -194,9 +199,7 @@ static int scale_compact(struct tdxr_cur *c, uint64_t *out)
 	if (tdxr_cur_u8(c, &b0))
 		return TDXR_EINVAL;
 	switch (b0 & 3) {
-	case 0:
-		*out = b0 >> 2;
-		return 0;
+	case 0: *out = b0 >> 2; return 0;
 	case 1:
 		c->off--;
 		if (tdxr_cur_u16le(c, &v16) || (v16 >> 2) < 64)
@@ -245,7 +248,7 @@ static int scale_name(struct tdxr_cur *c, const uint8_t **p, size_t *n)
 
 /* One event as the dstack JSON object (digest may be empty: stripped runtime event). */
 static json_t *scale_event_json(uint32_t imr, uint32_t type, const uint8_t *dg, size_t dg_len,
-				const uint8_t *name, size_t name_len, const uint8_t *pl, size_t pl_len)
+                                const uint8_t *name, size_t name_len, const uint8_t *pl, size_t pl_len)
 {
 	json_t *o = json_object();
 	char *dh = tdxr_hex_strdup(dg, dg_len), *ph = tdxr_hex_strdup(pl, pl_len);
@@ -281,7 +284,7 @@ struct scale_rt {
  * them); when the log has none they are appended to it as RTMR3 events.
  */
 static int scale_attestation(const uint8_t *p, size_t len, uint8_t **quote, size_t *quote_len,
-			     struct attest_eventlog **log, struct tdxr_err *err)
+                             struct attest_eventlog **log, struct tdxr_err *err)
 {
 	struct tdxr_cur c;
 	struct scale_rt *rt = NULL;
@@ -303,16 +306,17 @@ static int scale_attestation(const uint8_t *p, size_t len, uint8_t **quote, size
 		return tdxr_err_set(err, TDXR_ETOOBIG, "%zu bytes exceeds the limit", len);
 	if (p[0] != 0x00) {
 		if ((p[0] & 0xf0) == 0x80 || p[0] == 0xde || p[0] == 0xdf)
-			return tdxr_err_set(err, TDXR_EINVAL,
-					    "msgpack VersionedAttestation (V1) is not supported, only SCALE V0");
+			return tdxr_err_set(
+			    err, TDXR_EINVAL,
+			    "msgpack VersionedAttestation (V1) is not supported, only SCALE V0");
 		return tdxr_err_set(err, TDXR_EINVAL, "unknown format (first byte 0x%02x)", p[0]);
 	}
 	tdxr_cur_init(&c, p + 1, len - 1);
 	if (tdxr_cur_u8(&c, &b))
 		return tdxr_err_set(err, TDXR_EINVAL, "truncated before the quote variant");
 	if (b != 0)
-		return tdxr_err_set(err, TDXR_EINVAL,
-				    "quote variant %u is not supported (only 0, DstackTdx)", b);
+		return tdxr_err_set(err, TDXR_EINVAL, "quote variant %u is not supported (only 0, DstackTdx)",
+		                    b);
 	if (scale_bytes(&c, TDXR_CAP_QUOTE, &q, &q_len) || q_len == 0)
 		return tdxr_err_set(err, TDXR_EINVAL, "quote missing, empty, truncated or too long");
 	if (scale_compact(&c, &n) || n > SCALE_MAX_EVENTS || n > tdxr_cur_left(&c) / 11)
@@ -328,7 +332,7 @@ static int scale_attestation(const uint8_t *p, size_t len, uint8_t **quote, size
 		    scale_bytes(&c, SCALE_MAX_DIGEST, &dg, &dg_len) || scale_name(&c, &nm, &nm_len) ||
 		    scale_bytes(&c, TDXR_CAP_EVENTLOG, &pl, &pl_len)) {
 			rc = tdxr_err_set(err, TDXR_EINVAL,
-					  "event %zu truncated, too long or has a NUL in its name", i);
+			                  "event %zu truncated, too long or has a NUL in its name", i);
 			goto out;
 		}
 		o = scale_event_json(imr, type, dg, dg_len, nm, nm_len, pl, pl_len);
@@ -337,7 +341,7 @@ static int scale_attestation(const uint8_t *p, size_t len, uint8_t **quote, size
 			goto out;
 		}
 		if (type == ATTEST_EVENT_DSTACK_RUNTIME)
-			rt[nrt++] = (struct scale_rt){nm, pl, nm_len, pl_len};
+			rt[nrt++] = (struct scale_rt){ nm, pl, nm_len, pl_len };
 	}
 	if (scale_compact(&c, &m) || m > tdxr_cur_left(&c) / 2) {
 		rc = tdxr_err_set(err, TDXR_EINVAL, "runtime event count invalid");
@@ -345,8 +349,8 @@ static int scale_attestation(const uint8_t *p, size_t len, uint8_t **quote, size
 	}
 	if (nrt != 0 && m != nrt) {
 		rc = tdxr_err_set(err, TDXR_EINVAL,
-				  "%llu runtime_events but the event log has %zu runtime events",
-				  (unsigned long long)m, nrt);
+		                  "%llu runtime_events but the event log has %zu runtime events",
+		                  (unsigned long long)m, nrt);
 		goto out;
 	}
 	for (i = 0; i < m; i++) {
@@ -356,9 +360,10 @@ static int scale_attestation(const uint8_t *p, size_t len, uint8_t **quote, size
 		}
 		if (nrt != 0) {
 			if (nm_len != rt[i].name_len || pl_len != rt[i].pl_len ||
-			    (nm_len && memcmp(nm, rt[i].name, nm_len)) || (pl_len && memcmp(pl, rt[i].pl, pl_len))) {
+			    (nm_len && memcmp(nm, rt[i].name, nm_len)) ||
+			    (pl_len && memcmp(pl, rt[i].pl, pl_len))) {
 				rc = tdxr_err_set(err, TDXR_EINVAL,
-						  "runtime event %zu differs from the event log's", i);
+				                  "runtime event %zu differs from the event log's", i);
 				goto out;
 			}
 			continue;
@@ -434,8 +439,8 @@ static int ev_quote_set(struct ev_ctx *x, uint8_t *q, size_t n, const char *src,
 	}
 	if (x->e->quote_len != n || memcmp(x->e->quote, q, n) != 0) {
 		free(q);
-		return tdxr_err_set(err, TDXR_EINVAL, "evidence: the quote in %s differs from the one in %s", src,
-				    x->quote_src);
+		return tdxr_err_set(err, TDXR_EINVAL, "evidence: the quote in %s differs from the one in %s",
+		                    src, x->quote_src);
 	}
 	free(q);
 	return 0;
@@ -445,7 +450,8 @@ static int ev_log_set(struct ev_ctx *x, struct attest_eventlog *log, const char 
 {
 	if (x->e->eventlog != NULL) {
 		attest_eventlog_free(log);
-		return tdxr_err_set(err, TDXR_EINVAL, "evidence: two event logs (%s and %s)", x->log_src, src);
+		return tdxr_err_set(err, TDXR_EINVAL, "evidence: two event logs (%s and %s)", x->log_src,
+		                    src);
 	}
 	x->e->eventlog = log;
 	x->log_src = src;
@@ -454,7 +460,7 @@ static int ev_log_set(struct ev_ctx *x, struct attest_eventlog *log, const char 
 
 /* A string member that may be absent or null: *s = NULL then. */
 static int ev_opt_str(json_t *obj, const char *key, const char *where, const char **s, size_t *len,
-		      struct tdxr_err *err)
+                      struct tdxr_err *err)
 {
 	json_t *v = json_object_get(obj, key);
 
@@ -485,7 +491,7 @@ static int ev_quote_hex(struct ev_ctx *x, const char *s, size_t len, const char 
 		return tdxr_err_set(err, TDXR_EINVAL, "evidence: %s is empty", src);
 	if (len / 2 > TDXR_CAP_QUOTE)
 		return tdxr_err_set(err, TDXR_ETOOBIG, "evidence: %s exceeds the %u-byte quote limit", src,
-				    TDXR_CAP_QUOTE);
+		                    TDXR_CAP_QUOTE);
 	q = malloc(len / 2 + 1);
 	if (q == NULL)
 		return tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
@@ -504,8 +510,8 @@ static int ev_log_json(struct ev_ctx *x, json_t *v, const char *src, struct tdxr
 	int rc;
 
 	if (json_is_string(v)) {
-		rc = attest_eventlog_parse_json((const uint8_t *)json_string_value(v), json_string_length(v), &log,
-						err);
+		rc = attest_eventlog_parse_json((const uint8_t *)json_string_value(v), json_string_length(v),
+		                                &log, err);
 	} else if (json_is_array(v)) {
 		text = json_dumps(v, JSON_COMPACT);
 		if (text == NULL)
@@ -513,7 +519,8 @@ static int ev_log_json(struct ev_ctx *x, json_t *v, const char *src, struct tdxr
 		rc = attest_eventlog_parse_json((const uint8_t *)text, strlen(text), &log, err);
 		free(text);
 	} else {
-		return tdxr_err_set(err, TDXR_EINVAL, "evidence: %s is neither a JSON array nor its text", src);
+		return tdxr_err_set(err, TDXR_EINVAL, "evidence: %s is neither a JSON array nor its text",
+		                    src);
 	}
 	if (rc) {
 		tdxr_err_prefix(err, "evidence: %s", src);
@@ -532,7 +539,8 @@ static int ev_hex_id(char **dst, const char *s, size_t len, const char *what, st
 	if (len > 128)
 		return tdxr_err_set(err, TDXR_EINVAL, "evidence: %s is longer than 128 characters", what);
 	for (i = 0; i < len; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') || (s[i] >= 'A' && s[i] <= 'F')))
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') ||
+		      (s[i] >= 'A' && s[i] <= 'F')))
 			return tdxr_err_set(err, TDXR_EINVAL, "evidence: %s is not hex", what);
 	if (*dst != NULL) {
 		if (strlen(*dst) != len || strncasecmp(*dst, s, len) != 0)
@@ -544,7 +552,7 @@ static int ev_hex_id(char **dst, const char *s, size_t len, const char *what, st
 }
 
 static int ev_scale(struct ev_ctx *x, const uint8_t *p, size_t len, const char *src, int log_if_absent,
-		    struct tdxr_err *err)
+                    struct tdxr_err *err)
 {
 	struct attest_eventlog *log = NULL;
 	uint8_t *q = NULL;
@@ -594,7 +602,7 @@ static int ev_cert_ext(X509 *leaf, const char *oid, uint8_t **out, size_t *out_l
 	if (inner == NULL || p != ASN1_STRING_get0_data(data) + ASN1_STRING_length(data) ||
 	    ASN1_STRING_length(inner) <= 0) {
 		rc = tdxr_err_set(err, TDXR_EINVAL,
-				  "app certificate: extension %s is not one non-empty DER OCTET STRING", oid);
+		                  "app certificate: extension %s is not one non-empty DER OCTET STRING", oid);
 		goto out;
 	}
 	*out_len = (size_t)ASN1_STRING_length(inner);
@@ -631,7 +639,8 @@ static int ev_from_cert(struct ev_ctx *x, const char *pem, size_t len, struct td
 	if (b != NULL) {
 		if (n > TDXR_CAP_QUOTE) {
 			free(b);
-			rc = tdxr_err_set(err, TDXR_ETOOBIG, "app certificate: quote extension exceeds the quote limit");
+			rc = tdxr_err_set(err, TDXR_ETOOBIG,
+			                  "app certificate: quote extension exceeds the quote limit");
 			goto out;
 		}
 		rc = ev_quote_set(x, b, n, "app_cert quote extension", err);
@@ -662,7 +671,8 @@ static int ev_phala_certs(struct ev_ctx *x, json_t *arr, struct tdxr_err *err)
 		json_t *c = json_array_get(arr, i);
 
 		if (!json_is_object(c))
-			return tdxr_err_set(err, TDXR_EINVAL, "evidence: app_certificates[%zu] is not an object", i);
+			return tdxr_err_set(err, TDXR_EINVAL,
+			                    "evidence: app_certificates[%zu] is not an object", i);
 		if ((rc = ev_opt_str(c, "quote", "app_certificates[].", &s, &len, err)))
 			return rc;
 		if (s != NULL && len && (rc = ev_quote_hex(x, s, len, "app_certificates[].quote", err)))
@@ -688,12 +698,14 @@ static int ev_tcb_info(struct ev_ctx *x, json_t *v, struct tdxr_err *err)
 			return 0;
 		obj = json_loadb(json_string_value(v), json_string_length(v), JSON_REJECT_DUPLICATES, &jerr);
 		if (obj == NULL)
-			return tdxr_err_set(err, TDXR_EINVAL, "evidence: tcb_info is not valid JSON (line %d: %s)",
-					    jerr.line, jerr.text);
+			return tdxr_err_set(err, TDXR_EINVAL,
+			                    "evidence: tcb_info is not valid JSON (line %d: %s)", jerr.line,
+			                    jerr.text);
 	} else if (json_is_object(v)) {
 		obj = json_incref(v);
 	} else {
-		return tdxr_err_set(err, TDXR_EINVAL, "evidence: tcb_info is neither a JSON object nor its text");
+		return tdxr_err_set(err, TDXR_EINVAL,
+		                    "evidence: tcb_info is neither a JSON object nor its text");
 	}
 	if (!json_is_object(obj)) {
 		rc = tdxr_err_set(err, TDXR_EINVAL, "evidence: tcb_info is not a JSON object");
@@ -796,18 +808,18 @@ static int ev_from_json(struct ev_ctx *x, json_t *root, struct tdxr_err *err)
 			for (i = 0; i < len && i < sizeof(msg) - 1; i++)
 				msg[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
 			msg[i] = '\0';
-			return tdxr_err_set(err, TDXR_EINVAL, "evidence: the response carries no evidence, only an error: %s",
-					    msg);
+			return tdxr_err_set(err, TDXR_EINVAL,
+			                    "evidence: the response carries no evidence, only an error: %s",
+			                    msg);
 		}
 		return tdxr_err_set(err, TDXR_EINVAL,
-				    "evidence: JSON has none of quote, event_log, tcb_info, app_cert, "
-				    "app_certificates, attestation");
+		                    "evidence: JSON has none of quote, event_log, tcb_info, app_cert, "
+		                    "app_certificates, attestation");
 	}
 	return 0;
 }
 
-int attest_evidence_parse(const uint8_t *json, size_t len, struct attest_evidence **out,
-			  struct tdxr_err *err)
+int attest_evidence_parse(const uint8_t *json, size_t len, struct attest_evidence **out, struct tdxr_err *err)
 {
 	struct ev_ctx x;
 	json_t *root = NULL;
@@ -820,7 +832,7 @@ int attest_evidence_parse(const uint8_t *json, size_t len, struct attest_evidenc
 	memset(&x, 0, sizeof(x));
 	if (len > TDXR_CAP_EVENTLOG)
 		return tdxr_err_set(err, TDXR_ETOOBIG, "evidence: %zu bytes exceeds the %u-byte limit", len,
-				    TDXR_CAP_EVENTLOG);
+		                    TDXR_CAP_EVENTLOG);
 	x.e = calloc(1, sizeof(*x.e));
 	if (x.e == NULL)
 		return tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
@@ -833,17 +845,17 @@ int attest_evidence_parse(const uint8_t *json, size_t len, struct attest_evidenc
 	if (json[i] == '{' || json[i] == '[') {
 		root = json_loadb((const char *)json, len, JSON_REJECT_DUPLICATES, &jerr);
 		if (root == NULL) {
-			rc = tdxr_err_set(err, TDXR_EINVAL, "evidence: invalid JSON at line %d: %s", jerr.line,
-					  jerr.text);
+			rc = tdxr_err_set(err, TDXR_EINVAL, "evidence: invalid JSON at line %d: %s",
+			                  jerr.line, jerr.text);
 			goto out;
 		}
 		rc = ev_from_json(&x, root, err);
 	} else if ((json[i] >= '0' && json[i] <= '9') || (json[i] >= 'a' && json[i] <= 'f') ||
-		   (json[i] >= 'A' && json[i] <= 'F')) {
+	           (json[i] >= 'A' && json[i] <= 'F')) {
 		/* hex text of a SCALE attestation (a binary one starts with byte 0x00) */
 		if (tdxr_hex_decode_text(json, len, &bin, &n)) {
 			rc = tdxr_err_set(err, TDXR_EINVAL,
-					  "evidence: neither JSON, a SCALE attestation nor its hex text");
+			                  "evidence: neither JSON, a SCALE attestation nor its hex text");
 			goto out;
 		}
 		rc = ev_scale(&x, bin, n, "attestation", 0, err);

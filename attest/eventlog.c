@@ -107,7 +107,7 @@ static char *evlog_strndup(const char *s, size_t n)
 
 /* Reads a required integer member in [0, max]. */
 static int evlog_json_uint(json_t *obj, const char *key, uint64_t max, size_t idx, uint32_t *out,
-			   struct tdxr_err *err)
+                           struct tdxr_err *err)
 {
 	json_t *v = json_object_get(obj, key);
 	json_int_t x;
@@ -116,30 +116,32 @@ static int evlog_json_uint(json_t *obj, const char *key, uint64_t max, size_t id
 		return tdxr_err_set(err, TDXR_EINVAL, "event log: event %zu has no \"%s\"", idx, key);
 	if (!json_is_integer(v))
 		return tdxr_err_set(err, TDXR_EINVAL, "event log: event %zu: \"%s\" is not an integer", idx,
-				    key);
+		                    key);
 	x = json_integer_value(v);
 	if (x < 0 || (uint64_t)x > max)
-		return tdxr_err_set(err, TDXR_EINVAL, "event log: event %zu: \"%s\" %lld is out of range [0, %llu]",
-				    idx, key, (long long)x, (unsigned long long)max);
+		return tdxr_err_set(err, TDXR_EINVAL,
+		                    "event log: event %zu: \"%s\" %lld is out of range [0, %llu]", idx, key,
+		                    (long long)x, (unsigned long long)max);
 	*out = (uint32_t)x;
 	return 0;
 }
 
 /* Reads a required string member; rejects embedded NULs. */
 static int evlog_json_str(json_t *obj, const char *key, size_t idx, const char **s, size_t *len,
-			  struct tdxr_err *err)
+                          struct tdxr_err *err)
 {
 	json_t *v = json_object_get(obj, key);
 
 	if (v == NULL)
 		return tdxr_err_set(err, TDXR_EINVAL, "event log: event %zu has no \"%s\"", idx, key);
 	if (!json_is_string(v))
-		return tdxr_err_set(err, TDXR_EINVAL, "event log: event %zu: \"%s\" is not a string", idx, key);
+		return tdxr_err_set(err, TDXR_EINVAL, "event log: event %zu: \"%s\" is not a string", idx,
+		                    key);
 	*s = json_string_value(v);
 	*len = json_string_length(v);
 	if (strlen(*s) != *len)
 		return tdxr_err_set(err, TDXR_EINVAL, "event log: event %zu: \"%s\" contains a NUL byte", idx,
-				    key);
+		                    key);
 	return 0;
 }
 
@@ -161,40 +163,43 @@ static int evlog_event_from_json(json_t *o, size_t idx, struct attest_event *ev,
 	ver = json_object_get(o, "version");
 	if (ver != NULL && !json_is_null(ver) && !(json_is_integer(ver) && json_integer_value(ver) == 1))
 		return tdxr_err_set(err, TDXR_EINVAL,
-				    "event log: event %zu: event log version other than 1 is not supported "
-				    "(version 2 JSON-canonical runtime digests are not implemented)",
-				    idx);
+		                    "event log: event %zu: event log version other than 1 is not supported "
+		                    "(version 2 JSON-canonical runtime digests are not implemented)",
+		                    idx);
 	if (name_len > EVLOG_MAX_NAME)
-		return tdxr_err_set(err, TDXR_EINVAL, "event log: event %zu: name of %zu bytes exceeds %u", idx,
-				    name_len, EVLOG_MAX_NAME);
+		return tdxr_err_set(err, TDXR_EINVAL, "event log: event %zu: name of %zu bytes exceeds %u",
+		                    idx, name_len, EVLOG_MAX_NAME);
 	ev->event = evlog_strndup(name, name_len);
 	ev->payload = malloc(pl_len / 2 + 1);
 	if (ev->event == NULL || ev->payload == NULL)
 		return tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
 	if (tdxr_hex_decode(pl, pl_len, ev->payload, pl_len / 2, &ev->payload_len))
-		return tdxr_err_set(err, TDXR_EINVAL, "event log: event %zu: \"event_payload\" is not valid hex",
-				    idx);
+		return tdxr_err_set(err, TDXR_EINVAL,
+		                    "event log: event %zu: \"event_payload\" is not valid hex", idx);
 	if (dig_len == 0) {
 		/* A stripped runtime event: its digest is defined by its content. */
 		if (ev->event_type != ATTEST_EVENT_DSTACK_RUNTIME)
-			return tdxr_err_set(err, TDXR_EINVAL,
-					    "event log: event %zu: empty \"digest\" (only dstack runtime events may omit it)",
-					    idx);
+			return tdxr_err_set(
+			    err, TDXR_EINVAL,
+			    "event log: event %zu: empty \"digest\" (only dstack runtime events may omit it)",
+			    idx);
 		if (evlog_runtime_digest(ev, ev->digest))
 			return tdxr_err_set(err, TDXR_ERROR, "event log: SHA-384 failed");
 		return 0;
 	}
 	if (dig_len != 96)
-		return tdxr_err_set(err, TDXR_EINVAL,
-				    "event log: event %zu: \"digest\" has %zu hex digits, expected 96 (SHA-384)", idx,
-				    dig_len);
+		return tdxr_err_set(
+		    err, TDXR_EINVAL,
+		    "event log: event %zu: \"digest\" has %zu hex digits, expected 96 (SHA-384)", idx,
+		    dig_len);
 	if (tdxr_hex_decode(dig, dig_len, ev->digest, 48, NULL))
-		return tdxr_err_set(err, TDXR_EINVAL, "event log: event %zu: \"digest\" is not valid hex", idx);
+		return tdxr_err_set(err, TDXR_EINVAL, "event log: event %zu: \"digest\" is not valid hex",
+		                    idx);
 	return 0;
 }
 
 int attest_eventlog_parse_json(const uint8_t *text, size_t len, struct attest_eventlog **out,
-			       struct tdxr_err *err)
+                               struct tdxr_err *err)
 {
 	struct attest_eventlog *log = NULL;
 	json_t *root = NULL;
@@ -205,11 +210,11 @@ int attest_eventlog_parse_json(const uint8_t *text, size_t len, struct attest_ev
 	*out = NULL;
 	if (len > TDXR_CAP_EVENTLOG)
 		return tdxr_err_set(err, TDXR_ETOOBIG, "event log: %zu bytes exceeds the %u-byte limit", len,
-				    TDXR_CAP_EVENTLOG);
+		                    TDXR_CAP_EVENTLOG);
 	root = json_loadb((const char *)text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
 		rc = tdxr_err_set(err, TDXR_EINVAL, "event log: invalid JSON at line %d: %s", jerr.line,
-				  jerr.text);
+		                  jerr.text);
 		goto out;
 	}
 	if (!json_is_array(root)) {
@@ -219,7 +224,7 @@ int attest_eventlog_parse_json(const uint8_t *text, size_t len, struct attest_ev
 	n = json_array_size(root);
 	if (n > EVLOG_MAX_EVENTS) {
 		rc = tdxr_err_set(err, TDXR_EINVAL, "event log: %zu events exceeds the limit of %u", n,
-				  EVLOG_MAX_EVENTS);
+		                  EVLOG_MAX_EVENTS);
 		goto out;
 	}
 	log = calloc(1, sizeof(*log));
@@ -276,7 +281,7 @@ int attest_eventlog_to_json(const struct attest_eventlog *log, char **out, struc
 		    json_object_set_new(o, "event_payload", json_string(pl))) {
 			free(pl);
 			rc = tdxr_err_set(err, TDXR_EINVAL,
-					  "event log: event %zu cannot be serialised (name not UTF-8?)", i);
+			                  "event log: event %zu cannot be serialised (name not UTF-8?)", i);
 			goto out;
 		}
 		free(pl);
@@ -310,36 +315,42 @@ static int ccel_spec_id(struct tdxr_cur *c, struct ccel_alg *algs, uint32_t *nal
 	    tdxr_cur_u32le(c, &size))
 		return tdxr_err_set(err, TDXR_EINVAL, "CCEL: header event truncated");
 	if (type != EV_NO_ACTION)
-		return tdxr_err_set(err, TDXR_EINVAL, "CCEL: header event type 0x%x is not EV_NO_ACTION (3)", type);
+		return tdxr_err_set(err, TDXR_EINVAL, "CCEL: header event type 0x%x is not EV_NO_ACTION (3)",
+		                    type);
 	if (tdxr_cur_bytes(c, size, &ev))
-		return tdxr_err_set(err, TDXR_EINVAL, "CCEL: header event size %u exceeds the %zu bytes left", size,
-				    tdxr_cur_left(c));
+		return tdxr_err_set(err, TDXR_EINVAL, "CCEL: header event size %u exceeds the %zu bytes left",
+		                    size, tdxr_cur_left(c));
 	tdxr_cur_init(&h, ev, size);
 	if (tdxr_cur_bytes(&h, 16, &s) || memcmp(s, sig, 16) != 0)
-		return tdxr_err_set(err, TDXR_EINVAL,
-				    "CCEL: header event is not a \"Spec ID Event03\" (not a crypto-agile log)");
+		return tdxr_err_set(
+		    err, TDXR_EINVAL,
+		    "CCEL: header event is not a \"Spec ID Event03\" (not a crypto-agile log)");
 	if (tdxr_cur_skip(&h, 4) || tdxr_cur_u8(&h, &minor) || tdxr_cur_u8(&h, &major) ||
 	    tdxr_cur_u8(&h, &errata) || tdxr_cur_u8(&h, &uintn) || tdxr_cur_u32le(&h, &n))
 		return tdxr_err_set(err, TDXR_EINVAL, "CCEL: spec ID event truncated");
 	if (n == 0 || n > CCEL_MAX_ALGS)
-		return tdxr_err_set(err, TDXR_EINVAL, "CCEL: spec ID event lists %u algorithms (1..%u allowed)", n,
-				    CCEL_MAX_ALGS);
+		return tdxr_err_set(err, TDXR_EINVAL,
+		                    "CCEL: spec ID event lists %u algorithms (1..%u allowed)", n,
+		                    CCEL_MAX_ALGS);
 	for (i = 0; i < n; i++) {
 		if (tdxr_cur_u16le(&h, &algs[i].id) || tdxr_cur_u16le(&h, &algs[i].size))
 			return tdxr_err_set(err, TDXR_EINVAL, "CCEL: spec ID algorithm table truncated");
 		if (algs[i].size == 0 || algs[i].size > 64)
-			return tdxr_err_set(err, TDXR_EINVAL, "CCEL: algorithm 0x%04x has digest size %u (1..64 allowed)",
-					    algs[i].id, algs[i].size);
+			return tdxr_err_set(err, TDXR_EINVAL,
+			                    "CCEL: algorithm 0x%04x has digest size %u (1..64 allowed)",
+			                    algs[i].id, algs[i].size);
 		if (algs[i].id == TPM_ALG_SHA384) {
 			if (algs[i].size != 48 || have384)
-				return tdxr_err_set(err, TDXR_EINVAL, "CCEL: SHA-384 listed twice or not with size 48");
+				return tdxr_err_set(err, TDXR_EINVAL,
+				                    "CCEL: SHA-384 listed twice or not with size 48");
 			have384 = 1;
 		}
 	}
 	if (!have384)
 		return tdxr_err_set(err, TDXR_EINVAL, "CCEL: the log carries no SHA-384 digests");
 	if (tdxr_cur_u8(&h, &vlen) || tdxr_cur_skip(&h, vlen) || tdxr_cur_left(&h) != 0)
-		return tdxr_err_set(err, TDXR_EINVAL, "CCEL: spec ID event vendor info does not match its size");
+		return tdxr_err_set(err, TDXR_EINVAL,
+		                    "CCEL: spec ID event vendor info does not match its size");
 	*nalgs = n;
 	return 0;
 }
@@ -359,7 +370,7 @@ static int ccel_is_fill(const uint8_t *p, size_t len)
  * label_tdx_acpi_data_events); do the same so our JSON matches dstack's. */
 static int ccel_label_acpi(struct attest_eventlog *log)
 {
-	static const char *const names[3] = {"acpi-loader", "acpi-rsdp", "acpi-tables"};
+	static const char *const names[3] = { "acpi-loader", "acpi-rsdp", "acpi-tables" };
 	size_t i, k = 0;
 
 	for (i = 0; i < log->n && k < 3; i++) {
@@ -380,7 +391,7 @@ static int ccel_label_acpi(struct attest_eventlog *log)
 }
 
 int attest_eventlog_parse_ccel(const uint8_t *p, size_t len, struct attest_eventlog **out,
-			       struct tdxr_err *err)
+                               struct tdxr_err *err)
 {
 	struct ccel_alg algs[CCEL_MAX_ALGS];
 	struct attest_eventlog *log = NULL;
@@ -392,7 +403,7 @@ int attest_eventlog_parse_ccel(const uint8_t *p, size_t len, struct attest_event
 	*out = NULL;
 	if (len > TDXR_CAP_EVENTLOG)
 		return tdxr_err_set(err, TDXR_ETOOBIG, "CCEL: %zu bytes exceeds the %u-byte limit", len,
-				    TDXR_CAP_EVENTLOG);
+		                    TDXR_CAP_EVENTLOG);
 	tdxr_cur_init(&c, p, len);
 	rc = ccel_spec_id(&c, algs, &nalgs, err);
 	if (rc)
@@ -419,8 +430,8 @@ int attest_eventlog_parse_ccel(const uint8_t *p, size_t len, struct attest_event
 		}
 		if (count != nalgs) {
 			rc = tdxr_err_set(err, TDXR_EINVAL,
-					  "CCEL: event %zu has %u digests, the header lists %u algorithms", idx, count,
-					  nalgs);
+			                  "CCEL: event %zu has %u digests, the header lists %u algorithms",
+			                  idx, count, nalgs);
 			goto out;
 		}
 		for (i = 0; i < count; i++) {
@@ -428,23 +439,28 @@ int attest_eventlog_parse_ccel(const uint8_t *p, size_t len, struct attest_event
 			uint32_t k;
 
 			if (tdxr_cur_u16le(&c, &alg)) {
-				rc = tdxr_err_set(err, TDXR_EINVAL, "CCEL: event %zu digest %u truncated", idx, i);
+				rc = tdxr_err_set(err, TDXR_EINVAL, "CCEL: event %zu digest %u truncated",
+				                  idx, i);
 				goto out;
 			}
 			for (k = 0; k < nalgs && algs[k].id != alg; k++)
 				;
 			if (k == nalgs) {
-				rc = tdxr_err_set(err, TDXR_EINVAL,
-						  "CCEL: event %zu uses algorithm 0x%04x not listed in the header", idx, alg);
+				rc = tdxr_err_set(
+				    err, TDXR_EINVAL,
+				    "CCEL: event %zu uses algorithm 0x%04x not listed in the header", idx,
+				    alg);
 				goto out;
 			}
 			if (tdxr_cur_bytes(&c, algs[k].size, &d)) {
-				rc = tdxr_err_set(err, TDXR_EINVAL, "CCEL: event %zu digest %u truncated", idx, i);
+				rc = tdxr_err_set(err, TDXR_EINVAL, "CCEL: event %zu digest %u truncated",
+				                  idx, i);
 				goto out;
 			}
 			if (alg == TPM_ALG_SHA384) {
 				if (d384 != NULL) {
-					rc = tdxr_err_set(err, TDXR_EINVAL, "CCEL: event %zu has two SHA-384 digests", idx);
+					rc = tdxr_err_set(err, TDXR_EINVAL,
+					                  "CCEL: event %zu has two SHA-384 digests", idx);
 					goto out;
 				}
 				d384 = d;
@@ -455,13 +471,14 @@ int attest_eventlog_parse_ccel(const uint8_t *p, size_t len, struct attest_event
 			goto out;
 		}
 		if (tdxr_cur_u32le(&c, &size) || tdxr_cur_bytes(&c, size, &body)) {
-			rc = tdxr_err_set(err, TDXR_EINVAL, "CCEL: event %zu data truncated (size field %u, %zu left)",
-					  idx, size, tdxr_cur_left(&c));
+			rc = tdxr_err_set(err, TDXR_EINVAL,
+			                  "CCEL: event %zu data truncated (size field %u, %zu left)", idx,
+			                  size, tdxr_cur_left(&c));
 			goto out;
 		}
 		if (pcr > 4) {
-			rc = tdxr_err_set(err, TDXR_EINVAL, "CCEL: event %zu has MR index %u (1..4 = RTMR0..3)", idx,
-					  pcr);
+			rc = tdxr_err_set(err, TDXR_EINVAL,
+			                  "CCEL: event %zu has MR index %u (1..4 = RTMR0..3)", idx, pcr);
 			goto out;
 		}
 		/* MR index 0 (MRTD, never extended by events; GCP logs use it) is skipped
@@ -531,8 +548,9 @@ int attest_eventlog_check_digests(const struct attest_eventlog *log, struct tdxr
 		if (dstack && ev->imr == 3 && ev->event_type != ATTEST_EVENT_DSTACK_RUNTIME) {
 			evlog_name_print(ev->event, name);
 			return tdxr_err_set(err, TDXR_EATTEST,
-					    "event log: event %zu (\"%s\") on RTMR3 has type 0x%x, not a dstack runtime event",
-					    i, name, ev->event_type);
+			                    "event log: event %zu (\"%s\") on RTMR3 has type 0x%x, not a "
+			                    "dstack runtime event",
+			                    i, name, ev->event_type);
 		}
 		if (ev->event_type != ATTEST_EVENT_DSTACK_RUNTIME)
 			continue;
@@ -541,9 +559,9 @@ int attest_eventlog_check_digests(const struct attest_eventlog *log, struct tdxr
 		if (CRYPTO_memcmp(d, ev->digest, 48) != 0) {
 			evlog_name_print(ev->event, name);
 			return tdxr_err_set(err, TDXR_EATTEST,
-					    "event log: runtime event %zu (\"%s\") digest is not "
-					    "SHA-384(type:name:payload) of its content (tampered event)",
-					    i, name);
+			                    "event log: runtime event %zu (\"%s\") digest is not "
+			                    "SHA-384(type:name:payload) of its content (tampered event)",
+			                    i, name);
 		}
 	}
 	return 0;
@@ -565,7 +583,8 @@ int attest_eventlog_replay(const struct attest_eventlog *log, uint8_t rtmr[4][48
 		const struct attest_event *ev = &log->events[i];
 
 		if (ev->imr > 3) {
-			rc = tdxr_err_set(err, TDXR_EINVAL, "event log: event %zu has imr %u (0..3 allowed)", i, ev->imr);
+			rc = tdxr_err_set(err, TDXR_EINVAL, "event log: event %zu has imr %u (0..3 allowed)",
+			                  i, ev->imr);
 			goto out;
 		}
 		n = 0;

@@ -50,8 +50,9 @@
 
 /* dcap-qvl QuoteCollateralV3 field order, which is also our output order */
 static const char *const collateral_keys[] = {
-	"pck_crl_issuer_chain", "root_ca_crl", "pck_crl", "tcb_info_issuer_chain", "tcb_info",
-	"tcb_info_signature", "qe_identity_issuer_chain", "qe_identity", "qe_identity_signature",
+	"pck_crl_issuer_chain",     "root_ca_crl", "pck_crl",
+	"tcb_info_issuer_chain",    "tcb_info",    "tcb_info_signature",
+	"qe_identity_issuer_chain", "qe_identity", "qe_identity_signature",
 };
 
 void attest_fetch_opts_init(struct attest_fetch_opts *o)
@@ -91,9 +92,9 @@ static int ca_check(const char *ca, struct tdxr_err *err)
 /* ====================================================================== URLs */
 
 int attest_fetch_url_build(const char *base, const char *tee, const char *rest, char **out,
-			   struct tdxr_err *err)
+                           struct tdxr_err *err)
 {
-	static const char *const sfx[] = {"/sgx/certification/v4", "/tdx/certification/v4"};
+	static const char *const sfx[] = { "/sgx/certification/v4", "/tdx/certification/v4" };
 	struct tdxr_buf b;
 	size_t n, i;
 	int rc;
@@ -169,7 +170,7 @@ int attest_fetch_url_check(const char *url, struct tdxr_err *err)
 	if (auth == url + 7 && !host_is(auth, "127.0.0.1") && !host_is(auth, "localhost") &&
 	    !host_is(auth, "[::1]"))
 		return tdxr_err_set(err, TDXR_EINVAL,
-				    "plain http:// is only allowed to loopback; use https:// (%.80s)", url);
+		                    "plain http:// is only allowed to loopback; use https:// (%.80s)", url);
 	return 0;
 }
 
@@ -198,8 +199,7 @@ static const char *url_path(const char *url)
 
 /* =================================================================== headers */
 
-int attest_fetch_header_get(const char *hdrs, size_t len, const char *name, char **out,
-			    struct tdxr_err *err)
+int attest_fetch_header_get(const char *hdrs, size_t len, const char *name, char **out, struct tdxr_err *err)
 {
 	size_t nl = strlen(name), i = 0;
 
@@ -235,8 +235,7 @@ int attest_fetch_header_get(const char *hdrs, size_t len, const char *name, char
 	return tdxr_err_set(err, TDXR_ENOTFOUND, "no %s header", name);
 }
 
-int attest_fetch_pct_decode(const char *s, size_t len, char **out, size_t *out_len,
-			    struct tdxr_err *err)
+int attest_fetch_pct_decode(const char *s, size_t len, char **out, size_t *out_len, struct tdxr_err *err)
 {
 	char *o;
 	size_t i, n = 0;
@@ -257,7 +256,8 @@ int attest_fetch_pct_decode(const char *s, size_t len, char **out, size_t *out_l
 
 			if (lo < 0) {
 				free(o);
-				return tdxr_err_set(err, TDXR_EINVAL, "bad %%-escape in header at byte %zu", i);
+				return tdxr_err_set(err, TDXR_EINVAL, "bad %%-escape in header at byte %zu",
+				                    i);
 			}
 			c = (char)((hi << 4) | lo);
 			i += 2;
@@ -358,10 +358,10 @@ static int js_value(struct jscan *s)
 	return 0;
 }
 
-int attest_fetch_json_span(const uint8_t *body, size_t len, const char *key, size_t *off,
-			   size_t *span_len, struct tdxr_err *err)
+int attest_fetch_json_span(const uint8_t *body, size_t len, const char *key, size_t *off, size_t *span_len,
+                           struct tdxr_err *err)
 {
-	struct jscan s = {body, len, 0};
+	struct jscan s = { body, len, 0 };
 	size_t kl = strlen(key), found_off = 0, found_len = 0;
 	int found = 0, rc;
 
@@ -395,7 +395,7 @@ int attest_fetch_json_span(const uint8_t *body, size_t len, const char *key, siz
 		rc = js_value(&s);
 		if (rc == TDXR_ETOOBIG)
 			return tdxr_err_set(err, TDXR_ETOOBIG, "JSON nested deeper than %u",
-					    FETCH_JSON_DEPTH);
+			                    FETCH_JSON_DEPTH);
 		if (rc)
 			goto bad;
 		if (ke - ks == kl && memcmp(body + ks, key, kl) == 0) {
@@ -431,8 +431,8 @@ bad:
 	return tdxr_err_set(err, TDXR_EINVAL, "malformed JSON near byte %zu", s.i);
 }
 
-int attest_fetch_signed_split(const uint8_t *body, size_t len, const char *key, char **text,
-			      size_t *text_len, uint8_t sig[64], struct tdxr_err *err)
+int attest_fetch_signed_split(const uint8_t *body, size_t len, const char *key, char **text, size_t *text_len,
+                              uint8_t sig[64], struct tdxr_err *err)
 {
 	json_t *root = NULL, *inner, *js, *span_obj = NULL;
 	json_error_t jerr;
@@ -521,7 +521,7 @@ out:
 }
 
 int attest_fetch_crl_decode(const uint8_t *body, size_t len, uint8_t **der, size_t *der_len,
-			    int64_t *next_update, struct tdxr_err *err)
+                            int64_t *next_update, struct tdxr_err *err)
 {
 	static const char pem_tag[] = "-----BEGIN X509 CRL-----";
 	uint8_t *d = NULL;
@@ -576,7 +576,7 @@ int attest_fetch_crl_decode(const uint8_t *body, size_t len, uint8_t **der, size
 /* ===================================================================== cache */
 
 int attest_fetch_cache_path(const char *dir, int tee_is_tdx, const char *fmspc_hex, const char *ca,
-			    char **out, struct tdxr_err *err)
+                            char **out, struct tdxr_err *err)
 {
 	struct tdxr_buf b;
 	char fm[13];
@@ -603,7 +603,7 @@ int attest_fetch_cache_path(const char *dir, int tee_is_tdx, const char *fmspc_h
 
 /* nextUpdate (and id/fmspc checks) of a tcb_info / qe_identity text. */
 static int signed_text_check(const char *what, const char *text, size_t len, const char *want_id,
-			     int id_required, const char *fmspc, int64_t *next, struct tdxr_err *err)
+                             int id_required, const char *fmspc, int64_t *next, struct tdxr_err *err)
 {
 	json_error_t jerr;
 	json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -629,7 +629,7 @@ static int signed_text_check(const char *what, const char *text, size_t len, con
 		v = json_object_get(o, "fmspc");
 		if (!json_is_string(v) || strcasecmp(json_string_value(v), fmspc) != 0) {
 			rc = tdxr_err_set(err, TDXR_EINVAL, "%s is for FMSPC %.16s, not %s", what,
-					  json_is_string(v) ? json_string_value(v) : "?", fmspc);
+			                  json_is_string(v) ? json_string_value(v) : "?", fmspc);
 			goto out;
 		}
 	}
@@ -638,13 +638,13 @@ out:
 	return rc;
 }
 
-int attest_fetch_collateral_expiry(const uint8_t *json, size_t len, int tee_is_tdx,
-				   const char *fmspc_hex, int64_t *next_update, struct tdxr_err *err)
+int attest_fetch_collateral_expiry(const uint8_t *json, size_t len, int tee_is_tdx, const char *fmspc_hex,
+                                   int64_t *next_update, struct tdxr_err *err)
 {
-	static const char *const crls[] = {"pck_crl", "root_ca_crl"};
-	static const char *const sigs[] = {"tcb_info_signature", "qe_identity_signature"};
-	static const char *const chains[] = {"pck_crl_issuer_chain", "tcb_info_issuer_chain",
-					     "qe_identity_issuer_chain"};
+	static const char *const crls[] = { "pck_crl", "root_ca_crl" };
+	static const char *const sigs[] = { "tcb_info_signature", "qe_identity_signature" };
+	static const char *const chains[] = { "pck_crl_issuer_chain", "tcb_info_issuer_chain",
+		                              "qe_identity_issuer_chain" };
 	json_error_t jerr;
 	json_t *o = NULL, *v;
 	char fm[13];
@@ -664,7 +664,7 @@ int attest_fetch_collateral_expiry(const uint8_t *json, size_t len, int tee_is_t
 	for (i = 0; i < sizeof(collateral_keys) / sizeof(collateral_keys[0]); i++) {
 		if (!json_is_string(json_object_get(o, collateral_keys[i]))) {
 			rc = tdxr_err_set(err, TDXR_EINVAL, "collateral has no string \"%s\"",
-					  collateral_keys[i]);
+			                  collateral_keys[i]);
 			goto out;
 		}
 	}
@@ -678,19 +678,19 @@ int attest_fetch_collateral_expiry(const uint8_t *json, size_t len, int tee_is_t
 	for (i = 0; i < 3; i++) {
 		if (strstr(json_string_value(json_object_get(o, chains[i])), PEM_CERT_BEGIN) == NULL) {
 			rc = tdxr_err_set(err, TDXR_EINVAL, "collateral %s holds no PEM certificate",
-					  chains[i]);
+			                  chains[i]);
 			goto out;
 		}
 	}
 	v = json_object_get(o, "tcb_info");
 	rc = signed_text_check("tcb_info", json_string_value(v), json_string_length(v),
-			       fmspc_hex ? (tee_is_tdx ? "TDX" : "SGX") : NULL, tee_is_tdx,
-			       fmspc_hex ? fm : NULL, &min, err);
+	                       fmspc_hex ? (tee_is_tdx ? "TDX" : "SGX") : NULL, tee_is_tdx,
+	                       fmspc_hex ? fm : NULL, &min, err);
 	if (rc)
 		goto out;
 	v = json_object_get(o, "qe_identity");
 	rc = signed_text_check("qe_identity", json_string_value(v), json_string_length(v),
-			       fmspc_hex ? (tee_is_tdx ? "TD_QE" : "QE") : NULL, 0, NULL, &t, err);
+	                       fmspc_hex ? (tee_is_tdx ? "TD_QE" : "QE") : NULL, 0, NULL, &t, err);
 	if (rc)
 		goto out;
 	if (t < min)
@@ -701,7 +701,7 @@ int attest_fetch_collateral_expiry(const uint8_t *json, size_t len, int tee_is_t
 
 		v = json_object_get(o, crls[i]);
 		if (tdxr_hex_decode_text((const uint8_t *)json_string_value(v), json_string_length(v), &der,
-					 &dl) != 0) {
+		                         &dl) != 0) {
 			rc = tdxr_err_set(err, TDXR_EINVAL, "collateral %s is not hex", crls[i]);
 			goto out;
 		}
@@ -723,7 +723,7 @@ out:
 /* Returns 0 and the text when path holds a usable entry; ENOTFOUND when absent,
  * ETIMEOUT when expired, another code when corrupt (err says why). */
 static int cache_load(const char *path, int tee_is_tdx, const char *fm, int64_t now, char **json,
-		      int64_t *next, struct tdxr_err *err)
+                      int64_t *next, struct tdxr_err *err)
 {
 	struct stat st;
 	uint8_t *data = NULL;
@@ -768,8 +768,8 @@ static int cache_mkdir(const char *dir, struct tdxr_err *err)
 			continue;
 		path[i] = '\0';
 		if (mkdir(path, 0700) != 0 && errno != EEXIST)
-			return tdxr_err_set(err, TDXR_EIO, "fetch: cannot create cache directory %s: %s", path,
-					    strerror(errno));
+			return tdxr_err_set(err, TDXR_EIO, "fetch: cannot create cache directory %s: %s",
+			                    path, strerror(errno));
 		path[i] = i < n ? '/' : '\0';
 	}
 	return 0;
@@ -885,7 +885,8 @@ static int ctx_init(struct fetch_ctx *c, const struct attest_fetch_opts *o, stru
 			bad |= (unsigned char)k[i] < 0x20 || k[i] == 0x7f;
 		if (bad) {
 			ctx_dispose(c);
-			return tdxr_err_set(err, TDXR_EINVAL, "fetch: API key is empty or has control characters");
+			return tdxr_err_set(err, TDXR_EINVAL,
+			                    "fetch: API key is empty or has control characters");
 		}
 		tdxr_buf_init(&h, 4096);
 		if (tdxr_buf_appendf(&h, err, "Ocp-Apim-Subscription-Key: %s", k) != 0 ||
@@ -901,8 +902,8 @@ static int ctx_init(struct fetch_ctx *c, const struct attest_fetch_opts *o, stru
 	ok &= curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK;
 	ok &= curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, connect_ms) == CURLE_OK;
 	ok &= curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, c->timeout_ms) == CURLE_OK;
-	ok &= curl_easy_setopt(c->curl, CURLOPT_MAXFILESIZE_LARGE,
-			       (curl_off_t)TDXR_CAP_COLLATERAL) == CURLE_OK;
+	ok &=
+	    curl_easy_setopt(c->curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)TDXR_CAP_COLLATERAL) == CURLE_OK;
 	ok &= curl_easy_setopt(c->curl, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2) == CURLE_OK;
 	ok &= curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYPEER, 1L) == CURLE_OK;
 	ok &= curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYHOST, 2L) == CURLE_OK;
@@ -937,7 +938,7 @@ static void hdr_for_msg(const struct fetch_resp *r, const char *name, char out[4
 
 /* GET url into r; 0 only for HTTP 200. with_key sends the API key (base_url only). */
 static int fetch_get(struct fetch_ctx *c, const char *what, const char *url, int with_key,
-		     struct fetch_resp *r, struct tdxr_err *err)
+                     struct fetch_resp *r, struct tdxr_err *err)
 {
 	CURLcode cc;
 	int rc;
@@ -957,39 +958,39 @@ static int fetch_get(struct fetch_ctx *c, const char *what, const char *url, int
 	TDXR_DEBUG(FETCH_LOG, "GET %s", url_path(url));
 	cc = curl_easy_perform(c->curl);
 	if (r->hdrs_toobig)
-		return tdxr_err_set(err, TDXR_ETOOBIG, "%s: GET %.120s: response headers exceed %u bytes", what,
-				    url_path(url), FETCH_HDR_CAP);
+		return tdxr_err_set(err, TDXR_ETOOBIG, "%s: GET %.120s: response headers exceed %u bytes",
+		                    what, url_path(url), FETCH_HDR_CAP);
 	if (r->body_toobig || cc == CURLE_FILESIZE_EXCEEDED)
 		return tdxr_err_set(err, TDXR_ETOOBIG, "%s: GET %.120s: response exceeds the %u-byte limit",
-				    what, url_path(url), TDXR_CAP_COLLATERAL);
+		                    what, url_path(url), TDXR_CAP_COLLATERAL);
 	if (cc == CURLE_OPERATION_TIMEDOUT)
 		return tdxr_err_set(err, TDXR_ETIMEOUT, "%s: GET %.120s: no response within %ld ms", what,
-				    url_path(url), c->timeout_ms);
+		                    url_path(url), c->timeout_ms);
 	if (cc != CURLE_OK)
 		return tdxr_err_set(err, TDXR_EIO, "%s: GET %.120s: %.100s", what, url_path(url),
-				    c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
+		                    c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
 	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &r->status);
 	if (r->status != 200) {
 		char ra[41], ec[41];
-		int code = r->status == 404 ? TDXR_ENOTFOUND
-			   : (r->status == 401 || r->status == 403) ? TDXR_EAUTH
-								     : TDXR_EIO;
+		int code = r->status == 404                         ? TDXR_ENOTFOUND
+		           : (r->status == 401 || r->status == 403) ? TDXR_EAUTH
+		                                                    : TDXR_EIO;
 
 		hdr_for_msg(r, "Retry-After", ra);
 		hdr_for_msg(r, "Error-Code", ec); /* Intel PCS names the reason here */
 		if (r->status == 429 || r->status == 503)
 			return tdxr_err_set(err, code, "%s: GET %.120s returned HTTP %ld (%s%s); retry later",
-					    what, url_path(url), r->status, ra[0] ? "Retry-After: " : "no Retry-After",
-					    ra);
+			                    what, url_path(url), r->status,
+			                    ra[0] ? "Retry-After: " : "no Retry-After", ra);
 		return tdxr_err_set(err, code, "%s: GET %.120s returned HTTP %ld%s%s", what, url_path(url),
-				    r->status, ec[0] ? " Error-Code: " : "", ec);
+		                    r->status, ec[0] ? " Error-Code: " : "", ec);
 	}
 	return 0;
 }
 
 /* An issuer-chain header: percent-decoded PEM. */
-static int chain_header(const char *what, const struct fetch_resp *r, const char *name,
-			const char *alt, char **out, struct tdxr_err *err)
+static int chain_header(const char *what, const struct fetch_resp *r, const char *name, const char *alt,
+                        char **out, struct tdxr_err *err)
 {
 	char *raw = NULL;
 	size_t n;
@@ -1046,8 +1047,8 @@ static void pieces_dispose(struct pieces *p)
 }
 
 /* GET a CRL at url (any of DER / hex / PEM). */
-static int fetch_crl(struct fetch_ctx *c, const char *what, const char *url, int with_key,
-		     uint8_t **der, size_t *len, struct tdxr_err *err)
+static int fetch_crl(struct fetch_ctx *c, const char *what, const char *url, int with_key, uint8_t **der,
+                     size_t *len, struct tdxr_err *err)
 {
 	struct fetch_resp r;
 	int64_t nu;
@@ -1098,8 +1099,9 @@ int attest_fetch_crl_url_from_chain(const char *pem, char **url, struct tdxr_err
 		}
 	}
 	if (*url == NULL && rc == 0)
-		rc = tdxr_err_set(err, TDXR_EINVAL,
-				  "root CA CRL: the QE identity issuer chain's root has no CRL distribution point");
+		rc = tdxr_err_set(
+		    err, TDXR_EINVAL,
+		    "root CA CRL: the QE identity issuer chain's root has no CRL distribution point");
 	sk_DIST_POINT_pop_free(dps, DIST_POINT_free);
 	X509_free(last);
 	BIO_free(bio);
@@ -1111,8 +1113,8 @@ static int is_intel_pcs(const char *base)
 {
 	size_t n = strlen(ATTEST_PCS_URL_INTEL);
 
-	return base == NULL || (strncasecmp(base, ATTEST_PCS_URL_INTEL, n) == 0 &&
-				(base[n] == '\0' || base[n] == '/'));
+	return base == NULL ||
+	       (strncasecmp(base, ATTEST_PCS_URL_INTEL, n) == 0 && (base[n] == '\0' || base[n] == '/'));
 }
 
 static int fetch_root_crl(struct fetch_ctx *c, struct pieces *p, struct tdxr_err *err)
@@ -1124,7 +1126,7 @@ static int fetch_root_crl(struct fetch_ctx *c, struct pieces *p, struct tdxr_err
 	if (c->o->root_ca_crl_url != NULL)
 		return fetch_crl(c, what, c->o->root_ca_crl_url, 0, &p->root_crl, &p->root_crl_len, err);
 	if (!is_intel_pcs(c->o->base_url)) {
-		struct tdxr_err e1 = {0, ""};
+		struct tdxr_err e1 = { 0, "" };
 
 		rc = attest_fetch_url_build(c->o->base_url, "sgx", "rootcacrl", &url, err);
 		if (rc)
@@ -1144,8 +1146,8 @@ static int fetch_root_crl(struct fetch_ctx *c, struct pieces *p, struct tdxr_err
 }
 
 static int fetch_signed(struct fetch_ctx *c, const char *what, const char *url, const char *key,
-			const char *chain_hdr, const char *chain_alt, char **chain, char **text,
-			size_t *text_len, uint8_t sig[64], struct tdxr_err *err)
+                        const char *chain_hdr, const char *chain_alt, char **chain, char **text,
+                        size_t *text_len, uint8_t sig[64], struct tdxr_err *err)
 {
 	struct fetch_resp r;
 	int rc;
@@ -1154,15 +1156,15 @@ static int fetch_signed(struct fetch_ctx *c, const char *what, const char *url, 
 	rc = fetch_get(c, what, url, 1, &r, err);
 	if (!rc)
 		rc = chain_header(what, &r, chain_hdr, chain_alt, chain, err);
-	if (!rc && (rc = attest_fetch_signed_split(r.body.data, r.body.len, key, text, text_len, sig,
-						  err)) != 0)
+	if (!rc &&
+	    (rc = attest_fetch_signed_split(r.body.data, r.body.len, key, text, text_len, sig, err)) != 0)
 		tdxr_err_prefix(err, "%s", what);
 	resp_dispose(&r);
 	return rc;
 }
 
-static int fetch_pieces(struct fetch_ctx *c, const char *fm, int tee_is_tdx, const char *ca,
-			struct pieces *p, struct tdxr_err *err)
+static int fetch_pieces(struct fetch_ctx *c, const char *fm, int tee_is_tdx, const char *ca, struct pieces *p,
+                        struct tdxr_err *err)
 {
 	const char *tee = tee_is_tdx ? "tdx" : "sgx";
 	const char *base = c->o->base_url;
@@ -1180,8 +1182,8 @@ static int fetch_pieces(struct fetch_ctx *c, const char *fm, int tee_is_tdx, con
 		rc = fetch_get(c, "PCK CRL", url, 1, &r, err);
 	if (!rc)
 		rc = chain_header("PCK CRL", &r, "SGX-PCK-CRL-Issuer-Chain", NULL, &p->pck_crl_chain, err);
-	if (!rc && (rc = attest_fetch_crl_decode(r.body.data, r.body.len, &p->pck_crl, &p->pck_crl_len,
-						&nu, err)) != 0)
+	if (!rc && (rc = attest_fetch_crl_decode(r.body.data, r.body.len, &p->pck_crl, &p->pck_crl_len, &nu,
+	                                         err)) != 0)
 		tdxr_err_prefix(err, "PCK CRL");
 	resp_dispose(&r);
 	free(url);
@@ -1193,8 +1195,8 @@ static int fetch_pieces(struct fetch_ctx *c, const char *fm, int tee_is_tdx, con
 	rc = attest_fetch_url_build(base, tee, rest, &url, err);
 	if (!rc)
 		rc = fetch_signed(c, "TCB info", url, "tcbInfo", "TCB-Info-Issuer-Chain",
-				  "SGX-TCB-Info-Issuer-Chain", &p->tcb_chain, &p->tcb_info, &p->tcb_info_len,
-				  p->tcb_sig, err);
+		                  "SGX-TCB-Info-Issuer-Chain", &p->tcb_chain, &p->tcb_info, &p->tcb_info_len,
+		                  p->tcb_sig, err);
 	free(url);
 	url = NULL;
 	if (rc)
@@ -1202,8 +1204,9 @@ static int fetch_pieces(struct fetch_ctx *c, const char *fm, int tee_is_tdx, con
 
 	rc = attest_fetch_url_build(base, tee, "qe/identity?update=standard", &url, err);
 	if (!rc)
-		rc = fetch_signed(c, "QE identity", url, "enclaveIdentity", "SGX-Enclave-Identity-Issuer-Chain",
-				  NULL, &p->qe_chain, &p->qe_identity, &p->qe_identity_len, p->qe_sig, err);
+		rc = fetch_signed(c, "QE identity", url, "enclaveIdentity",
+		                  "SGX-Enclave-Identity-Issuer-Chain", NULL, &p->qe_chain, &p->qe_identity,
+		                  &p->qe_identity_len, p->qe_sig, err);
 	free(url);
 	if (rc)
 		return rc;
@@ -1252,19 +1255,20 @@ static int pieces_to_json(const struct pieces *p, char **out, struct tdxr_err *e
 		return tdxr_err_set(err, TDXR_EINVAL, "fetch: cannot encode the collateral (invalid UTF-8?)");
 	if (strlen(s) > TDXR_CAP_COLLATERAL) {
 		free(s);
-		return tdxr_err_set(err, TDXR_ETOOBIG, "fetch: collateral exceeds %u bytes", TDXR_CAP_COLLATERAL);
+		return tdxr_err_set(err, TDXR_ETOOBIG, "fetch: collateral exceeds %u bytes",
+		                    TDXR_CAP_COLLATERAL);
 	}
 	*out = s;
 	return 0;
 }
 
 int attest_fetch_collateral(const struct attest_fetch_opts *o, const char *fmspc_hex, int tee_is_tdx,
-			    const char *pck_ca, char **collateral_json, struct attest_fetch_info *info,
-			    struct tdxr_err *err)
+                            const char *pck_ca, char **collateral_json, struct attest_fetch_info *info,
+                            struct tdxr_err *err)
 {
 	struct fetch_ctx ctx;
 	struct pieces p;
-	struct tdxr_err e2 = {0, ""};
+	struct tdxr_err e2 = { 0, "" };
 	char fm[13];
 	char *path = NULL, *json = NULL;
 	int64_t now, nu = 0;
@@ -1303,7 +1307,8 @@ int attest_fetch_collateral(const struct attest_fetch_opts *o, const char *fmspc
 		if (rc == TDXR_ETIMEOUT)
 			TDXR_DEBUG(FETCH_LOG, "cache %s expired; refetching", path);
 		else if (rc != TDXR_ENOTFOUND)
-			TDXR_WARN(FETCH_LOG, "ignoring unusable cache entry %s (%s); refetching", path, e2.msg);
+			TDXR_WARN(FETCH_LOG, "ignoring unusable cache entry %s (%s); refetching", path,
+			          e2.msg);
 	}
 
 	rc = ctx_init(&ctx, o, err);

@@ -59,7 +59,7 @@ static X509 *cert_from_der(const uint8_t *der, size_t len)
 	int locked;
 
 	locked = CRYPTO_THREAD_run_once(&cert_cache_once, cert_cache_init) && cert_cache_lock &&
-		 EVP_Digest(der, len, h, &hl, EVP_sha256(), NULL) == 1;
+	         EVP_Digest(der, len, h, &hl, EVP_sha256(), NULL) == 1;
 	if (locked && CRYPTO_THREAD_read_lock(cert_cache_lock)) {
 		for (i = 0; i < cert_cache_n && x == NULL; i++)
 			if (memcmp(cert_cache[i].h, h, 32) == 0 && X509_up_ref(cert_cache[i].x))
@@ -75,7 +75,8 @@ static X509 *cert_from_der(const uint8_t *der, size_t len)
 	}
 	if (locked && CRYPTO_THREAD_write_lock(cert_cache_lock)) {
 		if (X509_up_ref(x)) {
-			size_t slot = cert_cache_n < CERT_CACHE_MAX ? cert_cache_n++ : cert_cache_next++ % CERT_CACHE_MAX;
+			size_t slot = cert_cache_n < CERT_CACHE_MAX ? cert_cache_n++
+			                                            : cert_cache_next++ % CERT_CACHE_MAX;
 
 			if (cert_cache[slot].x)
 				X509_free(cert_cache[slot].x);
@@ -140,8 +141,8 @@ static int pem_block(const char *pem, size_t len, size_t *i, uint8_t **der, size
 			text[b64++] = pem[*i];
 		if (line == 0 || line > 64 || line % 4 || !pem_line(pem, len, i, "", 0))
 			goto bad;
-		if (line < 64 && !(len - *i >= sizeof(PEM_END) - 1 &&
-				   memcmp(pem + *i, PEM_END, sizeof(PEM_END) - 1) == 0))
+		if (line < 64 &&
+		    !(len - *i >= sizeof(PEM_END) - 1 && memcmp(pem + *i, PEM_END, sizeof(PEM_END) - 1) == 0))
 			goto bad; /* only the last line may be short */
 	}
 	if (b64 == 0 || !pem_line(pem, len, i, PEM_END, sizeof(PEM_END) - 1))
@@ -151,8 +152,9 @@ static int pem_block(const char *pem, size_t len, size_t *i, uint8_t **der, size
 
 		if (c == '=' && k + 2 >= b64)
 			pad++;
-		else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-			   c == '/') || pad)
+		else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		           c == '+' || c == '/') ||
+		         pad)
 			goto bad;
 	}
 	d = malloc(b64 / 4 * 3 + 1);
@@ -206,8 +208,10 @@ int attest__pem_chain(const char *pem, size_t len, STACK_OF(X509) **out, struct 
 			goto out;
 		}
 		if (rc) {
-			rc = tdxr_err_set(err, TDXR_EINVAL,
-					  "certificate chain is not canonical PEM (bad certificate block at offset %zu)", at);
+			rc = tdxr_err_set(
+			    err, TDXR_EINVAL,
+			    "certificate chain is not canonical PEM (bad certificate block at offset %zu)",
+			    at);
 			goto out;
 		}
 		x = cert_from_der(der, der_len);
@@ -215,7 +219,7 @@ int attest__pem_chain(const char *pem, size_t len, STACK_OF(X509) **out, struct 
 		der = NULL;
 		if (x == NULL) {
 			rc = tdxr_err_set(err, TDXR_EINVAL, "certificate %d of the chain is not DER X.509",
-					  sk_X509_num(sk));
+			                  sk_X509_num(sk));
 			goto out;
 		}
 		if (!sk_X509_push(sk, x)) {
@@ -313,8 +317,7 @@ int attest__spki_sha256(X509 *cert, uint8_t out[32])
 	return ok == 1 ? 0 : TDXR_ERROR;
 }
 
-int attest__crl_load(const uint8_t *der, size_t len, const char *what, X509_CRL **out,
-		     struct tdxr_err *err)
+int attest__crl_load(const uint8_t *der, size_t len, const char *what, X509_CRL **out, struct tdxr_err *err)
 {
 	const unsigned char *p = der;
 	X509_CRL *crl;
@@ -342,7 +345,7 @@ static void subject_cn(X509 *x, char *buf, size_t cap)
 }
 
 int attest__chain_verify_store(X509_STORE *store, STACK_OF(X509) *chain, int64_t now, int leaf_may_be_ca,
-			       const char *what, struct tdxr_err *err)
+                               const char *what, struct tdxr_err *err)
 {
 	X509_STORE_CTX *ctx = NULL;
 	STACK_OF(X509) *untrusted = NULL;
@@ -356,7 +359,7 @@ int attest__chain_verify_store(X509_STORE *store, STACK_OF(X509) *chain, int64_t
 	if (!leaf_may_be_ca && (X509_check_ca(leaf) != 0 || (X509_get_extension_flags(leaf) & EXFLAG_CA))) {
 		subject_cn(leaf, cn, sizeof(cn));
 		return tdxr_err_set(err, TDXR_EATTEST, "%s: leaf certificate '%s' is a CA used as end entity",
-				    what, cn);
+		                    what, cn);
 	}
 	ctx = X509_STORE_CTX_new();
 	untrusted = sk_X509_new_null();
@@ -375,7 +378,7 @@ int attest__chain_verify_store(X509_STORE *store, STACK_OF(X509) *chain, int64_t
 	}
 	X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx), (time_t)now);
 	X509_VERIFY_PARAM_set_flags(X509_STORE_CTX_get0_param(ctx),
-				    X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+	                            X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
 	X509_VERIFY_PARAM_set_depth(X509_STORE_CTX_get0_param(ctx), 4);
 	if (X509_verify_cert(ctx) == 1) {
 		/* Every certificate supplied must be on the verified path: nothing unused rides along. */
@@ -388,9 +391,10 @@ int attest__chain_verify_store(X509_STORE *store, STACK_OF(X509) *chain, int64_t
 				found = X509_cmp(sk_X509_value(chain, i), sk_X509_value(path, j)) == 0;
 			if (!found) {
 				subject_cn(sk_X509_value(chain, i), cn, sizeof(cn));
-				rc = tdxr_err_set(err, TDXR_EATTEST,
-						  "%s: certificate %d ('%s') is not on the verified path to the root",
-						  what, i, cn);
+				rc = tdxr_err_set(
+				    err, TDXR_EATTEST,
+				    "%s: certificate %d ('%s') is not on the verified path to the root", what,
+				    i, cn);
 				goto out;
 			}
 		}
@@ -399,7 +403,7 @@ int attest__chain_verify_store(X509_STORE *store, STACK_OF(X509) *chain, int64_t
 
 		subject_cn(X509_STORE_CTX_get_current_cert(ctx), cn, sizeof(cn));
 		rc = tdxr_err_set(err, TDXR_EATTEST, "%s: %s (certificate '%s', depth %d)", what,
-				  X509_verify_cert_error_string(e), cn, X509_STORE_CTX_get_error_depth(ctx));
+		                  X509_verify_cert_error_string(e), cn, X509_STORE_CTX_get_error_depth(ctx));
 	}
 out:
 	ERR_clear_error();
@@ -408,8 +412,8 @@ out:
 	return rc;
 }
 
-int attest__chain_verify(X509 *root, STACK_OF(X509) *chain, X509_CRL *const *crls, size_t ncrls,
-			 int64_t now, int leaf_may_be_ca, const char *what, struct tdxr_err *err)
+int attest__chain_verify(X509 *root, STACK_OF(X509) *chain, X509_CRL *const *crls, size_t ncrls, int64_t now,
+                         int leaf_may_be_ca, const char *what, struct tdxr_err *err)
 {
 	X509_STORE *store = X509_STORE_new();
 	size_t k;
@@ -480,7 +484,7 @@ static int der_uint(const struct der *d, unsigned max, unsigned *out)
 }
 
 /* 1.2.840.113741.1.13.1 */
-static const uint8_t SGX_OID[] = {0x2a, 0x86, 0x48, 0x86, 0xf8, 0x4d, 0x01, 0x0d, 0x01};
+static const uint8_t SGX_OID[] = { 0x2a, 0x86, 0x48, 0x86, 0xf8, 0x4d, 0x01, 0x0d, 0x01 };
 
 static int oid_child(const struct der *oid, size_t depth_extra, const uint8_t **tail)
 {
@@ -547,7 +551,8 @@ int attest__pck_ext_parse(X509 *leaf, struct attest_pck_ext *out, struct tdxr_er
 	idx = obj ? X509_get_ext_by_OBJ(leaf, obj, -1) : -1;
 	ASN1_OBJECT_free(obj);
 	if (idx < 0)
-		return tdxr_err_set(err, TDXR_EATTEST, "PCK certificate has no SGX extension (1.2.840.113741.1.13.1)");
+		return tdxr_err_set(err, TDXR_EATTEST,
+		                    "PCK certificate has no SGX extension (1.2.840.113741.1.13.1)");
 	if (X509_get_ext_by_OBJ(leaf, X509_EXTENSION_get_object(X509_get_ext(leaf, idx)), idx) >= 0)
 		return tdxr_err_set(err, TDXR_EATTEST, "PCK certificate has two SGX extensions");
 	ext = X509_get_ext(leaf, idx);
@@ -600,13 +605,13 @@ int attest__pck_ext_parse(X509 *leaf, struct attest_pck_ext *out, struct tdxr_er
 			seen |= 16;
 			break;
 		}
-		default:
-			break;
+		default: break;
 		}
 	}
 	if ((seen & 0x0e) != 0x0e || tcb_seen != 0x3ffff) {
-		rc = tdxr_err_set(err, TDXR_EATTEST,
-				  "PCK certificate SGX extension lacks TCB, PCE-ID or FMSPC (or a TCB component)");
+		rc = tdxr_err_set(
+		    err, TDXR_EATTEST,
+		    "PCK certificate SGX extension lacks TCB, PCE-ID or FMSPC (or a TCB component)");
 		goto out;
 	}
 	*out = x;
@@ -618,7 +623,7 @@ out:
 }
 
 int attest_quote_pck_info(const struct attest_quote *q, char fmspc_hex[13], const char **pck_ca,
-			  struct tdxr_err *err)
+                          struct tdxr_err *err)
 {
 	STACK_OF(X509) *chain = NULL;
 	struct attest_pck_ext ext;
@@ -632,14 +637,16 @@ int attest_quote_pck_info(const struct attest_quote *q, char fmspc_hex[13], cons
 	rc = attest__pck_ext_parse(leaf, &ext, err);
 	if (rc == 0) {
 		issuer[0] = '\0';
-		X509_NAME_get_text_by_NID(X509_get_issuer_name(leaf), NID_commonName, issuer, (int)sizeof(issuer));
+		X509_NAME_get_text_by_NID(X509_get_issuer_name(leaf), NID_commonName, issuer,
+		                          (int)sizeof(issuer));
 		if (strstr(issuer, "Platform"))
 			*pck_ca = "platform";
 		else if (strstr(issuer, "Processor"))
 			*pck_ca = "processor";
 		else
 			rc = tdxr_err_set(err, TDXR_EINVAL,
-					  "PCK leaf issuer '%s' is neither a Platform nor a Processor CA", issuer);
+			                  "PCK leaf issuer '%s' is neither a Platform nor a Processor CA",
+			                  issuer);
 		tdxr_hex_encode(ext.fmspc, 6, fmspc_hex);
 	}
 	sk_X509_pop_free(chain, X509_free);

@@ -103,9 +103,10 @@ static int qe_section(struct tdxr_cur *c, struct attest_quote *q, struct tdxr_er
 		return fail(err, "PCK certification data truncated or its size exceeds the quote");
 	q->pck_cert_type = type;
 	if (type != ATTEST_CERT_PCK_CHAIN)
-		return tdxr_err_set(err, TDXR_EINVAL,
-				    "quote: PCK certification data type %u is not supported (only 5, the PEM PCK chain)",
-				    type);
+		return tdxr_err_set(
+		    err, TDXR_EINVAL,
+		    "quote: PCK certification data type %u is not supported (only 5, the PEM PCK chain)",
+		    type);
 	if (chain_len == 0 || memchr(chain, '\0', chain_len)) {
 		/* Real quotes may NUL-terminate the PEM; accept NULs only as trailing padding. */
 		size_t n = chain_len;
@@ -138,7 +139,7 @@ int attest_quote_parse(const uint8_t *p, size_t len, struct attest_quote **out, 
 	*out = NULL;
 	if (len > TDXR_CAP_QUOTE)
 		return tdxr_err_set(err, TDXR_ETOOBIG, "quote: %zu bytes exceeds the %u-byte limit", len,
-				    TDXR_CAP_QUOTE);
+		                    TDXR_CAP_QUOTE);
 	q = calloc(1, sizeof(*q));
 	if (q == NULL)
 		return tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
@@ -151,23 +152,26 @@ int attest_quote_parse(const uint8_t *p, size_t len, struct attest_quote **out, 
 		goto out;
 	}
 	if (q->version < 3 || q->version > 5) {
-		rc = tdxr_err_set(err, TDXR_EINVAL, "quote: version %u is not supported (3, 4 or 5)", q->version);
+		rc = tdxr_err_set(err, TDXR_EINVAL, "quote: version %u is not supported (3, 4 or 5)",
+		                  q->version);
 		goto out;
 	}
 	if (q->tee_type != ATTEST_TEE_SGX && q->tee_type != ATTEST_TEE_TDX) {
 		rc = tdxr_err_set(err, TDXR_EINVAL, "quote: TEE type 0x%x is neither SGX (0) nor TDX (0x81)",
-				  q->tee_type);
+		                  q->tee_type);
 		goto out;
 	}
 	if ((q->tee_type == ATTEST_TEE_SGX) != (q->version == 3)) {
-		rc = tdxr_err_set(err, TDXR_EINVAL, "quote: version %u does not match TEE type 0x%x "
-				  "(SGX quotes are v3, TDX quotes v4/v5)", q->version, q->tee_type);
+		rc = tdxr_err_set(err, TDXR_EINVAL,
+		                  "quote: version %u does not match TEE type 0x%x "
+		                  "(SGX quotes are v3, TDX quotes v4/v5)",
+		                  q->version, q->tee_type);
 		goto out;
 	}
 	if (q->att_key_type != ATTEST_ATT_KEY_ECDSA_P256) {
 		rc = tdxr_err_set(err, TDXR_EINVAL,
-				  "quote: attestation key type %u is not supported (2, ECDSA-256 P-256)",
-				  q->att_key_type);
+		                  "quote: attestation key type %u is not supported (2, ECDSA-256 P-256)",
+		                  q->att_key_type);
 		goto out;
 	}
 	if (q->version == 5) {
@@ -178,19 +182,22 @@ int attest_quote_parse(const uint8_t *p, size_t len, struct attest_quote **out, 
 		if (!((type == ATTEST_BODY_TD10 && body_size == TD10_LEN) ||
 		      (type == ATTEST_BODY_TD15 && body_size == TD15_LEN))) {
 			rc = tdxr_err_set(err, TDXR_EINVAL,
-					  "quote: v5 body type %u with size %u is not a TD 1.0 (2, 584) or TD 1.5 (3, 648) body",
-					  type, body_size);
+			                  "quote: v5 body type %u with size %u is not a TD 1.0 (2, 584) or "
+			                  "TD 1.5 (3, 648) body",
+			                  type, body_size);
 			goto out;
 		}
 		q->body_type = (enum attest_body_type)type;
 	} else {
 		q->body_type = q->version == 3 ? ATTEST_BODY_SGX : ATTEST_BODY_TD10;
 	}
-	body_len = q->body_type == ATTEST_BODY_SGX ? SGX_REPORT_LEN :
-		   q->body_type == ATTEST_BODY_TD10 ? TD10_LEN : TD15_LEN;
+	body_len = q->body_type == ATTEST_BODY_SGX    ? SGX_REPORT_LEN
+	           : q->body_type == ATTEST_BODY_TD10 ? TD10_LEN
+	                                              : TD15_LEN;
 	if (tdxr_cur_bytes(&c, body_len, &body)) {
-		rc = tdxr_err_set(err, TDXR_EINVAL, "quote: report body truncated (needs %zu bytes, %zu left)",
-				  body_len, tdxr_cur_left(&c));
+		rc =
+		    tdxr_err_set(err, TDXR_EINVAL, "quote: report body truncated (needs %zu bytes, %zu left)",
+		                 body_len, tdxr_cur_left(&c));
 		goto out;
 	}
 	if (q->body_type == ATTEST_BODY_SGX) {
@@ -208,8 +215,8 @@ int attest_quote_parse(const uint8_t *p, size_t len, struct attest_quote **out, 
 	}
 	if (sig_len > tdxr_cur_left(&c)) {
 		rc = tdxr_err_set(err, TDXR_EINVAL,
-				  "quote: signature data length %u exceeds the %zu bytes that remain", sig_len,
-				  tdxr_cur_left(&c));
+		                  "quote: signature data length %u exceeds the %zu bytes that remain",
+		                  sig_len, tdxr_cur_left(&c));
 		goto out;
 	}
 	tdxr_cur_bytes(&c, sig_len, &sig);
@@ -229,13 +236,15 @@ int attest_quote_parse(const uint8_t *p, size_t len, struct attest_quote **out, 
 		struct tdxr_cur qc;
 
 		if (cert_data(&sc, &type, &cd, &cd_len)) {
-			rc = fail(err, "certification data truncated or its size exceeds the signature section");
+			rc = fail(err,
+			          "certification data truncated or its size exceeds the signature section");
 			goto out;
 		}
 		if (type != ATTEST_CERT_QE_REPORT) {
-			rc = tdxr_err_set(err, TDXR_EINVAL,
-					  "quote: certification data type %u is not 6 (QE report certification data)",
-					  type);
+			rc = tdxr_err_set(
+			    err, TDXR_EINVAL,
+			    "quote: certification data type %u is not 6 (QE report certification data)",
+			    type);
 			goto out;
 		}
 		tdxr_cur_init(&qc, cd, cd_len);
@@ -286,7 +295,8 @@ int attest_quote_load(const uint8_t *p, size_t len, uint8_t **bin, size_t *bin_l
 		if (rc == TDXR_ENOMEM)
 			return tdxr_err_set(err, rc, "out of memory");
 		if (rc)
-			return tdxr_err_set(err, TDXR_EINVAL, "quote file looks like hex but is not valid hex");
+			return tdxr_err_set(err, TDXR_EINVAL,
+			                    "quote file looks like hex but is not valid hex");
 		return 0;
 	}
 	*bin = malloc(len ? len : 1);

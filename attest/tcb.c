@@ -16,8 +16,14 @@
 #include <strings.h>
 
 static const char *const status_names[] = {
-	"UpToDate", "SWHardeningNeeded", "ConfigurationNeeded", "ConfigurationAndSWHardeningNeeded",
-	"OutOfDate", "OutOfDateConfigurationNeeded", "Revoked", "Unknown",
+	"UpToDate",
+	"SWHardeningNeeded",
+	"ConfigurationNeeded",
+	"ConfigurationAndSWHardeningNeeded",
+	"OutOfDate",
+	"OutOfDateConfigurationNeeded",
+	"Revoked",
+	"Unknown",
 };
 
 const char *attest_tcb_status_name(enum attest_tcb_status s)
@@ -51,14 +57,14 @@ static int jstr(json_t *o, const char *k, const char **out, struct tdxr_err *err
 	return 0;
 }
 
-static int jint(json_t *o, const char *k, long long lo, long long hi, long long *out,
-		struct tdxr_err *err, const char *ctx)
+static int jint(json_t *o, const char *k, long long lo, long long hi, long long *out, struct tdxr_err *err,
+                const char *ctx)
 {
 	json_t *v = json_object_get(o, k);
 
 	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-		return tdxr_err_set(err, TDXR_EINVAL, "%s: '%s' missing or not an integer in [%lld, %lld]", ctx,
-				    k, lo, hi);
+		return tdxr_err_set(err, TDXR_EINVAL, "%s: '%s' missing or not an integer in [%lld, %lld]",
+		                    ctx, k, lo, hi);
 	*out = json_integer_value(v);
 	return 0;
 }
@@ -105,10 +111,12 @@ static int jstatus(json_t *lvl, struct attest_status_adv *sa, struct tdxr_err *e
 	sa->adv = calloc(json_array_size(adv) + 1, sizeof(char *));
 	if (sa->adv == NULL)
 		return tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
-	json_array_foreach(adv, i, v) {
+	json_array_foreach(adv, i, v)
+	{
 		if (!json_is_string(v) || json_string_length(v) > 64 ||
 		    memchr(json_string_value(v), '\0', json_string_length(v)))
-			return tdxr_err_set(err, TDXR_EINVAL, "%s: advisoryIDs[%zu] is not a short string", ctx, i);
+			return tdxr_err_set(err, TDXR_EINVAL, "%s: advisoryIDs[%zu] is not a short string",
+			                    ctx, i);
 		sa->adv[sa->n_adv] = strdup(json_string_value(v));
 		if (sa->adv[sa->n_adv] == NULL)
 			return tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
@@ -170,16 +178,18 @@ static int components(json_t *tcb, const char *k, uint8_t out[16], struct tdxr_e
 
 	if (!json_is_array(arr) || json_array_size(arr) != 16)
 		return tdxr_err_set(err, TDXR_EINVAL, "%s: '%s' is not an array of 16 components", ctx, k);
-	json_array_foreach(arr, i, c) {
+	json_array_foreach(arr, i, c)
+	{
 		if (!json_is_object(c) || jint(c, "svn", 0, 255, &v, err, ctx))
-			return tdxr_err_set(err, TDXR_EINVAL, "%s: %s[%zu].svn is not in [0, 255]", ctx, k, i);
+			return tdxr_err_set(err, TDXR_EINVAL, "%s: %s[%zu].svn is not in [0, 255]", ctx, k,
+			                    i);
 		out[i] = (uint8_t)v;
 	}
 	return 0;
 }
 
 static int module_levels(json_t *arr, struct attest_module_level **out, size_t *n, struct tdxr_err *err,
-			 const char *ctx)
+                         const char *ctx)
 {
 	json_t *lvl;
 	size_t i;
@@ -192,12 +202,13 @@ static int module_levels(json_t *arr, struct attest_module_level **out, size_t *
 	*out = calloc(json_array_size(arr), sizeof(**out));
 	if (*out == NULL)
 		return tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
-	json_array_foreach(arr, i, lvl) {
+	json_array_foreach(arr, i, lvl)
+	{
 		json_t *tcb = json_object_get(lvl, "tcb");
 
 		if (!json_is_object(tcb) || jint(tcb, "isvsvn", 0, 65535, &v, err, ctx))
-			return tdxr_err_set(err, TDXR_EINVAL, "%s: tcbLevels[%zu].tcb.isvsvn missing or invalid",
-					    ctx, i);
+			return tdxr_err_set(err, TDXR_EINVAL,
+			                    "%s: tcbLevels[%zu].tcb.isvsvn missing or invalid", ctx, i);
 		(*out)[i].isvsvn = (unsigned)v;
 		(*n)++;
 		if (jstatus(lvl, &(*out)[i].sa, err, ctx))
@@ -227,7 +238,7 @@ static json_t *load(const char *text, size_t len, const char *ctx, struct tdxr_e
 	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL) {
 		tdxr_err_set(err, TDXR_EINVAL, "%s: invalid JSON at line %d column %d: %s", ctx, jerr.line,
-			     jerr.column, jerr.text);
+		             jerr.column, jerr.text);
 		return NULL;
 	}
 	if (!json_is_object(root)) {
@@ -285,7 +296,8 @@ int attest__tcb_info_parse(const char *text, size_t len, struct attest_tcb_info 
 		rc = tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
 		goto out;
 	}
-	json_array_foreach(levels, i, lvl) {
+	json_array_foreach(levels, i, lvl)
+	{
 		struct attest_tcb_level *L = &t->levels[i];
 		json_t *tcb = json_object_get(lvl, "tcb");
 
@@ -308,7 +320,8 @@ int attest__tcb_info_parse(const char *text, size_t len, struct attest_tcb_info 
 	}
 	mod = json_object_get(root, "tdxModule");
 	if (mod) {
-		if (!json_is_object(mod) || jhex(mod, "mrsigner", t->module_mrsigner, 48, err, "TCB info tdxModule") ||
+		if (!json_is_object(mod) ||
+		    jhex(mod, "mrsigner", t->module_mrsigner, 48, err, "TCB info tdxModule") ||
 		    jhex(mod, "attributes", t->module_attributes, 8, err, "TCB info tdxModule") ||
 		    jhex(mod, "attributesMask", t->module_attributes_mask, 8, err, "TCB info tdxModule"))
 			goto out;
@@ -325,16 +338,19 @@ int attest__tcb_info_parse(const char *text, size_t len, struct attest_tcb_info 
 			rc = tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
 			goto out;
 		}
-		json_array_foreach(mods, i, mod) {
+		json_array_foreach(mods, i, mod)
+		{
 			struct attest_module_identity *M = &t->modules[i];
 			static const char mctx[] = "TCB info tdxModuleIdentities";
 
 			t->n_modules++;
-			if (!json_is_object(mod) || jstr(mod, "id", &id, err, mctx) || strlen(id) >= sizeof(M->id) ||
+			if (!json_is_object(mod) || jstr(mod, "id", &id, err, mctx) ||
+			    strlen(id) >= sizeof(M->id) ||
 			    jhex(mod, "mrsigner", M->mrsigner, 48, err, mctx) ||
 			    jhex(mod, "attributes", M->attributes, 8, err, mctx) ||
 			    jhex(mod, "attributesMask", M->attributes_mask, 8, err, mctx) ||
-			    module_levels(json_object_get(mod, "tcbLevels"), &M->levels, &M->n_levels, err, mctx)) {
+			    module_levels(json_object_get(mod, "tcbLevels"), &M->levels, &M->n_levels, err,
+			                  mctx)) {
 				if (err && err->msg[0] == '\0')
 					tdxr_err_set(err, TDXR_EINVAL, "%s[%zu] is malformed", mctx, i);
 				goto out;
@@ -377,7 +393,7 @@ static int le32_hex(json_t *o, const char *k, uint32_t *out, struct tdxr_err *er
 }
 
 int attest__qe_identity_parse(const char *text, size_t len, struct attest_qe_identity **out,
-			      struct tdxr_err *err)
+                              struct tdxr_err *err)
 {
 	static const char ctx[] = "QE identity";
 	struct attest_qe_identity *q = NULL;

@@ -100,7 +100,8 @@ static int self_signed(X509 *x)
 /* The Intel root: the self-signed certificate pinned by SPKI in any issuer chain. */
 static X509 *find_intel_root(const struct attest_collateral *c)
 {
-	const char *chains[3] = {c->tcb_info_issuer_chain, c->qe_identity_issuer_chain, c->pck_crl_issuer_chain};
+	const char *chains[3] = { c->tcb_info_issuer_chain, c->qe_identity_issuer_chain,
+		                  c->pck_crl_issuer_chain };
 	int i, k;
 
 	for (i = 0; i < 3; i++) {
@@ -214,10 +215,10 @@ static int prepare_crls(struct attest_trust *t, const struct attest_collateral *
 
 /* Chain + signature over the exact text of one signed collateral item. */
 static int signed_item(struct attest_trust *t, const char *name, const char *chain_pem, const char *text,
-		       size_t len, const uint8_t sig[64])
+                       size_t len, const uint8_t sig[64])
 {
 	STACK_OF(X509) *chain = NULL;
-	X509_CRL *crls[1] = {t->root_crl};
+	X509_CRL *crls[1] = { t->root_crl };
 	struct tdxr_err e;
 	int rc;
 
@@ -227,14 +228,15 @@ static int signed_item(struct attest_trust *t, const char *name, const char *cha
 		return tfail(t, name, &e);
 	}
 	if (sk_X509_num(chain) < 2) {
-		tdxr_err_set(&e, TDXR_EATTEST, "issuer chain has %d certificate(s); at least signer and root are required",
-			     sk_X509_num(chain));
+		tdxr_err_set(&e, TDXR_EATTEST,
+		             "issuer chain has %d certificate(s); at least signer and root are required",
+		             sk_X509_num(chain));
 		sk_X509_pop_free(chain, X509_free);
 		return tfail(t, name, &e);
 	}
 	rc = attest__chain_verify(t->root, chain, crls, 1, t->now, 0, "issuer chain", &e);
-	if (!rc && attest__ecdsa_verify_raw(X509_get0_pubkey(sk_X509_value(chain, 0)), (const uint8_t *)text, len,
-					    sig))
+	if (!rc && attest__ecdsa_verify_raw(X509_get0_pubkey(sk_X509_value(chain, 0)), (const uint8_t *)text,
+	                                    len, sig))
 		rc = tdxr_err_set(&e, TDXR_EATTEST, "signature over the JSON text does not verify");
 	if (!rc)
 		narrow_chain(t, chain);
@@ -266,27 +268,30 @@ static int prepare_items(struct attest_trust *t, const struct attest_collateral 
 	struct tdxr_err e;
 
 	tdxr_err_clear(&e);
-	if (signed_item(t, "tcb_info", c->tcb_info_issuer_chain, c->tcb_info, c->tcb_info_len, c->tcb_info_sig))
+	if (signed_item(t, "tcb_info", c->tcb_info_issuer_chain, c->tcb_info, c->tcb_info_len,
+	                c->tcb_info_sig))
 		return TDXR_EATTEST;
 	if (attest__tcb_info_parse(c->tcb_info, c->tcb_info_len, &t->tcb, &e))
 		return tfail(t, "tcb_info", &e);
 	if (window(t, "tcb_info", t->tcb->issue_date, t->tcb->next_update))
 		return TDXR_EATTEST;
-	tstep(t, "tcb_info", ATTEST_STEP_PASS, "%s TCB info v%d signed by a TCB signing chain to the root, current",
-	      t->tcb->id, t->tcb->version);
+	tstep(t, "tcb_info", ATTEST_STEP_PASS,
+	      "%s TCB info v%d signed by a TCB signing chain to the root, current", t->tcb->id,
+	      t->tcb->version);
 	if (signed_item(t, "qe_identity", c->qe_identity_issuer_chain, c->qe_identity, c->qe_identity_len,
-			c->qe_identity_sig))
+	                c->qe_identity_sig))
 		return TDXR_EATTEST;
 	if (attest__qe_identity_parse(c->qe_identity, c->qe_identity_len, &t->qe, &e))
 		return tfail(t, "qe_identity", &e);
 	if (window(t, "qe_identity", t->qe->issue_date, t->qe->next_update))
 		return TDXR_EATTEST;
-	tstep(t, "qe_identity", ATTEST_STEP_PASS, "%s identity v%d signed, current", t->qe->id, t->qe->version);
+	tstep(t, "qe_identity", ATTEST_STEP_PASS, "%s identity v%d signed, current", t->qe->id,
+	      t->qe->version);
 	return 0;
 }
 
 static int prepare_root(struct attest_trust *t, const struct attest_collateral *c, const uint8_t *der,
-			size_t len)
+                        size_t len)
 {
 	struct tdxr_err e;
 	uint8_t h[32];
@@ -304,8 +309,9 @@ static int prepare_root(struct attest_trust *t, const struct attest_collateral *
 		t->root = find_intel_root(c);
 		if (t->root == NULL) {
 			tdxr_err_set(&e, TDXR_EATTEST,
-				     "no issuer chain of the collateral ends in the Intel SGX Root CA (SPKI sha256 %.16s...)",
-				     ATTEST_INTEL_ROOT_SPKI_SHA256);
+			             "no issuer chain of the collateral ends in the Intel SGX Root CA (SPKI "
+			             "sha256 %.16s...)",
+			             ATTEST_INTEL_ROOT_SPKI_SHA256);
 			return tfail(t, "root", &e);
 		}
 	}
@@ -324,7 +330,7 @@ static int prepare_root(struct attest_trust *t, const struct attest_collateral *
 }
 
 int attest_trust_new(const struct attest_collateral *c, const uint8_t *root_der, size_t root_der_len,
-		     int64_t now, struct attest_trust **out, struct tdxr_err *err)
+                     int64_t now, struct attest_trust **out, struct tdxr_err *err)
 {
 	struct attest_trust *t;
 

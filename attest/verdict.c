@@ -25,7 +25,7 @@ static json_t *str_or_null(const char *s)
 	return s && *s ? json_string(s) : json_null();
 }
 
-static const char *const results[] = {"pass", "fail", "skip"};
+static const char *const results[] = { "pass", "fail", "skip" };
 
 json_t *attest__verdict_json(const struct attest_verdict *v);
 
@@ -43,7 +43,8 @@ json_t *attest__verdict_json(const struct attest_verdict *v)
 	}
 	json_object_set_new(o, "ok", json_boolean(v->ok));
 	json_object_set_new(o, "simulated", json_boolean(v->simulated));
-	json_object_set_new(o, "status", v->have_status ? json_string(attest_tcb_status_name(v->status)) : json_null());
+	json_object_set_new(o, "status",
+	                    v->have_status ? json_string(attest_tcb_status_name(v->status)) : json_null());
 	for (i = 0; i < v->n_advisory; i++)
 		json_array_append_new(adv, json_string(v->advisory_ids[i]));
 	json_object_set_new(o, "advisory_ids", adv);
@@ -66,7 +67,8 @@ json_t *attest__verdict_json(const struct attest_verdict *v)
 	if (q && q->tee_type == ATTEST_TEE_TDX) {
 		const struct attest_td_report *td = &q->td;
 
-		json_object_set_new(o, "body", json_string(q->body_type == ATTEST_BODY_TD15 ? "TD1.5" : "TD1.0"));
+		json_object_set_new(o, "body",
+		                    json_string(q->body_type == ATTEST_BODY_TD15 ? "TD1.5" : "TD1.0"));
 		json_object_set_new(o, "mrtd", hexj(td->mrtd, 48));
 		json_object_set_new(o, "rtmr0", hexj(td->rtmr[0], 48));
 		json_object_set_new(o, "rtmr1", hexj(td->rtmr[1], 48));
@@ -87,7 +89,9 @@ json_t *attest__verdict_json(const struct attest_verdict *v)
 			json_object_set_new(o, "mrservicetd", hexj(td->mrservicetd, 48));
 		}
 	} else {
-		static const char *const nulls[] = {"mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "tee_tcb_svn"};
+		static const char *const nulls[] = {
+			"mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "tee_tcb_svn"
+		};
 
 		for (i = 0; i < sizeof(nulls) / sizeof(nulls[0]); i++)
 			json_object_set_new(o, nulls[i], json_null());

@@ -66,7 +66,7 @@ struct bench_ctx {
 	size_t quote_len;
 	struct attest_collateral *coll;
 	struct attest_policy policy;
-	struct attest_quote *q; /* floor modes */
+	struct attest_quote *q;     /* floor modes */
 	struct attest_trust *trust; /* "verify": collateral verified once */
 	int uncached;               /* "verify-new": empty the certificate cache before each op */
 };
@@ -78,21 +78,20 @@ enum check_kind { CHECK_DATA, CHECK_CERT, CHECK_CRL };
 struct floor_check {
 	const char *name;
 	enum check_kind kind;
-	EVP_PKEY *key;        /* borrowed or owned (see owned_key) */
+	EVP_PKEY *key; /* borrowed or owned (see owned_key) */
 	int owned_key;
-	const uint8_t *data;  /* CHECK_DATA: signed bytes (borrowed) */
+	const uint8_t *data; /* CHECK_DATA: signed bytes (borrowed) */
 	size_t data_len;
-	uint8_t *sig_der;     /* CHECK_DATA: owned DER ECDSA signature */
+	uint8_t *sig_der; /* CHECK_DATA: owned DER ECDSA signature */
 	size_t sig_der_len;
-	X509 *cert;           /* CHECK_CERT: borrowed */
-	X509_CRL *crl;        /* CHECK_CRL: owned */
+	X509 *cert;    /* CHECK_CERT: borrowed */
+	X509_CRL *crl; /* CHECK_CRL: owned */
 };
 
 struct floor_set {
 	struct floor_check c[BENCH_MAX_CHECKS];
 	size_t n;
-	X509 *pck[BENCH_MAX_CHAIN], *tcb[BENCH_MAX_CHAIN], *qeid[BENCH_MAX_CHAIN],
-	    *crlc[BENCH_MAX_CHAIN];
+	X509 *pck[BENCH_MAX_CHAIN], *tcb[BENCH_MAX_CHAIN], *qeid[BENCH_MAX_CHAIN], *crlc[BENCH_MAX_CHAIN];
 	size_t n_pck, n_tcb, n_qeid, n_crlc;
 };
 
@@ -208,8 +207,7 @@ static struct floor_check *bench_floor_add(struct floor_set *f, const char *name
 }
 
 static int bench_floor_add_data(struct floor_set *f, const char *name, EVP_PKEY *key, int owned,
-				const uint8_t *data, size_t len, const uint8_t sig[64],
-				struct tdxr_err *err)
+                                const uint8_t *data, size_t len, const uint8_t sig[64], struct tdxr_err *err)
 {
 	struct floor_check *c = bench_floor_add(f, name, CHECK_DATA);
 
@@ -246,20 +244,13 @@ static int bench_floor_once(const struct floor_set *f, const char **failed)
 		switch (c->kind) {
 		case CHECK_DATA:
 			md = EVP_MD_CTX_new();
-			ok = md != NULL &&
-			     EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, c->key) == 1 &&
+			ok = md != NULL && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, c->key) == 1 &&
 			     EVP_DigestVerify(md, c->sig_der, c->sig_der_len, c->data, c->data_len) == 1;
 			EVP_MD_CTX_free(md);
 			break;
-		case CHECK_CERT:
-			ok = X509_verify(c->cert, c->key) == 1;
-			break;
-		case CHECK_CRL:
-			ok = X509_CRL_verify(c->crl, c->key) == 1;
-			break;
-		default:
-			ok = 0;
-			break;
+		case CHECK_CERT: ok = X509_verify(c->cert, c->key) == 1; break;
+		case CHECK_CRL: ok = X509_CRL_verify(c->crl, c->key) == 1; break;
+		default: ok = 0; break;
 		}
 		if (!ok) {
 			*failed = c->name;
@@ -269,8 +260,7 @@ static int bench_floor_once(const struct floor_set *f, const char **failed)
 	return 0;
 }
 
-static int bench_floor_setup(const struct bench_ctx *b, int full, struct floor_set *f,
-			     struct tdxr_err *err)
+static int bench_floor_setup(const struct bench_ctx *b, int full, struct floor_set *f, struct tdxr_err *err)
 {
 	const struct attest_collateral *c = b->coll;
 	const struct attest_quote *q = b->q;
@@ -295,12 +285,10 @@ static int bench_floor_setup(const struct bench_ctx *b, int full, struct floor_s
 
 	if ((rc = bench_p256_key(q->attest_key, &ak, err)) < 0)
 		return rc;
-	if ((rc = bench_floor_add_data(f, "quote", ak, 1, q->raw, q->signed_len, q->signature,
-				       err)) < 0)
+	if ((rc = bench_floor_add_data(f, "quote", ak, 1, q->raw, q->signed_len, q->signature, err)) < 0)
 		return rc;
-	if ((rc = bench_floor_add_data(f, "qe_report", X509_get0_pubkey(f->pck[0]), 0,
-				       q->qe_report_raw, sizeof(q->qe_report_raw), q->qe_report_sig,
-				       err)) < 0)
+	if ((rc = bench_floor_add_data(f, "qe_report", X509_get0_pubkey(f->pck[0]), 0, q->qe_report_raw,
+	                               sizeof(q->qe_report_raw), q->qe_report_sig, err)) < 0)
 		return rc;
 	k = bench_floor_add(f, "pck_leaf_cert", CHECK_CERT);
 	k->cert = f->pck[0];
@@ -311,12 +299,12 @@ static int bench_floor_setup(const struct bench_ctx *b, int full, struct floor_s
 	if (!full)
 		return 0; /* per quote: collateral signatures are checked once per collateral */
 	if ((rc = bench_floor_add_data(f, "tcb_info", X509_get0_pubkey(f->tcb[0]), 0,
-				       (const uint8_t *)c->tcb_info, c->tcb_info_len, c->tcb_info_sig,
-				       err)) < 0)
+	                               (const uint8_t *)c->tcb_info, c->tcb_info_len, c->tcb_info_sig, err)) <
+	    0)
 		return rc;
 	if ((rc = bench_floor_add_data(f, "qe_identity", X509_get0_pubkey(f->qeid[0]), 0,
-				       (const uint8_t *)c->qe_identity, c->qe_identity_len,
-				       c->qe_identity_sig, err)) < 0)
+	                               (const uint8_t *)c->qe_identity, c->qe_identity_len,
+	                               c->qe_identity_sig, err)) < 0)
 		return rc;
 
 	k = bench_floor_add(f, "tcb_signing_cert", CHECK_CERT);
@@ -392,8 +380,9 @@ static int bench_op(const struct bench_run *r)
 
 static void bench_usage(FILE *o)
 {
-	fprintf(o, "usage: bench_verify [--mode verify|verify-new|verify-cold|floor|floor-full] [-n N] [--batches B]\n"
-		   "                    [--warmup W] QUOTE COLLATERAL NOW\n");
+	fprintf(o, "usage: bench_verify [--mode verify|verify-new|verify-cold|floor|floor-full] [-n N] "
+	           "[--batches B]\n"
+	           "                    [--warmup W] QUOTE COLLATERAL NOW\n");
 }
 
 static int bench_opts_parse(int argc, char **argv, struct bench_opts *o, struct tdxr_err *err)
@@ -504,8 +493,11 @@ static void bench_ctx_dispose(struct bench_ctx *b)
 
 static const char *bench_mode_name(enum bench_mode m)
 {
-	return m == BENCH_VERIFY ? "verify" : m == BENCH_VERIFY_NEW ? "verify-new" : m == BENCH_VERIFY_COLD ? "verify-cold" :
-	       m == BENCH_FLOOR ? "floor" : "floor-full";
+	return m == BENCH_VERIFY        ? "verify"
+	       : m == BENCH_VERIFY_NEW  ? "verify-new"
+	       : m == BENCH_VERIFY_COLD ? "verify-cold"
+	       : m == BENCH_FLOOR       ? "floor"
+	                                : "floor-full";
 }
 
 /*
@@ -537,7 +529,7 @@ static long bench_maxrss_kib(void)
 
 int main(int argc, char **argv)
 {
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	struct bench_opts o;
 	struct bench_ctx b;
 	struct floor_set floor;
@@ -589,10 +581,10 @@ int main(int argc, char **argv)
 			goto print;
 		}
 		json_object_set_new(res, "ok", json_boolean(first->ok));
-		json_object_set_new(res, "status", first->have_status ?
-			json_string(attest_tcb_status_name(first->status)) : json_null());
-		json_object_set_new(res, "error", first->ok ? json_null() :
-			json_string(first->error));
+		json_object_set_new(res, "status",
+		                    first->have_status ? json_string(attest_tcb_status_name(first->status))
+		                                       : json_null());
+		json_object_set_new(res, "error", first->ok ? json_null() : json_string(first->error));
 		if (!first->ok)
 			goto print;
 		{
@@ -635,8 +627,7 @@ int main(int argc, char **argv)
 	json_object_set_new(res, "batches", json_integer((json_int_t)o.batches));
 	json_object_set_new(res, "ns_per_op", json_real((double)batch_ns[o.batches / 2] / (double)per));
 	json_object_set_new(res, "ns_per_op_min", json_real((double)batch_ns[0] / (double)per));
-	json_object_set_new(res, "ns_per_op_mean",
-			    json_real((double)total / (double)(per * o.batches)));
+	json_object_set_new(res, "ns_per_op_mean", json_real((double)total / (double)(per * o.batches)));
 	status = 0;
 	goto print;
 op_failed:

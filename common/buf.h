@@ -17,7 +17,7 @@
 #include "common/err.h"
 
 /* Named caps, one per kind of untrusted input. */
-#define TDXR_CAP_QUOTE (256u * 1024u)           /* a DCAP quote */
+#define TDXR_CAP_QUOTE (256u * 1024u)            /* a DCAP quote */
 #define TDXR_CAP_COLLATERAL (4u * 1024u * 1024u) /* collateral JSON */
 #define TDXR_CAP_EVENTLOG (8u * 1024u * 1024u)   /* event log / guest-agent response */
 #define TDXR_CAP_API (16u * 1024u * 1024u)       /* one API response body */

@@ -31,12 +31,10 @@ struct tdxr_err {
 };
 
 /* Records code and a printf-style message in err (if not NULL); returns code. */
-int tdxr_err_set(struct tdxr_err *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int tdxr_err_set(struct tdxr_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Prefixes the existing message with "<prefix>: " (keeps the code); returns it. */
-int tdxr_err_prefix(struct tdxr_err *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int tdxr_err_prefix(struct tdxr_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 void tdxr_err_clear(struct tdxr_err *err);
 

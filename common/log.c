@@ -12,7 +12,7 @@ static enum tdxr_log_format g_fmt = TDXR_LOG_TEXT;
 static enum tdxr_log_level g_level = TDXR_LOG_INFO;
 static FILE *g_out;
 
-static const char *const level_names[] = {"debug", "info", "warn", "error"};
+static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
 void tdxr_log_setup(enum tdxr_log_format fmt, enum tdxr_log_level level, FILE *out)
 {
@@ -21,8 +21,8 @@ void tdxr_log_setup(enum tdxr_log_format fmt, enum tdxr_log_level level, FILE *o
 	g_out = out;
 }
 
-int tdxr_log_parse(const char *format, const char *level, enum tdxr_log_format *f,
-		   enum tdxr_log_level *l, struct tdxr_err *err)
+int tdxr_log_parse(const char *format, const char *level, enum tdxr_log_format *f, enum tdxr_log_level *l,
+                   struct tdxr_err *err)
 {
 	size_t i;
 
@@ -40,7 +40,8 @@ int tdxr_log_parse(const char *format, const char *level, enum tdxr_log_format *
 				*l = (enum tdxr_log_level)i;
 				return 0;
 			}
-		return tdxr_err_set(err, TDXR_EINVAL, "log level '%s' is not debug, info, warn or error", level);
+		return tdxr_err_set(err, TDXR_EINVAL, "log level '%s' is not debug, info, warn or error",
+		                    level);
 	}
 	return 0;
 }
@@ -87,11 +88,11 @@ void tdxr_log(enum tdxr_log_level level, const char *module, const char *fmt, ..
 	if (g_fmt == TDXR_LOG_JSON) {
 		json_escape(emsg, sizeof(emsg), msg);
 		n = snprintf(line, sizeof(line),
-			     "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"module\":\"%s\",\"msg\":\"%s\"}\n", ts,
-			     now.tv_nsec / 1000000, level_names[level], module, emsg);
+		             "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"module\":\"%s\",\"msg\":\"%s\"}\n", ts,
+		             now.tv_nsec / 1000000, level_names[level], module, emsg);
 	} else {
 		n = snprintf(line, sizeof(line), "%s.%03ldZ %-5s %s: %s\n", ts, now.tv_nsec / 1000000,
-			     level_names[level], module, msg);
+		             level_names[level], module, msg);
 	}
 	if (n < 0)
 		return;

@@ -16,8 +16,8 @@ enum tdxr_log_format { TDXR_LOG_TEXT = 0, TDXR_LOG_JSON };
 /* Defaults: text, info, stderr. out NULL = stderr. */
 void tdxr_log_setup(enum tdxr_log_format fmt, enum tdxr_log_level level, FILE *out);
 /* Parses "text"/"json" and "debug"/"info"/"warn"/"error". */
-int tdxr_log_parse(const char *format, const char *level, enum tdxr_log_format *f,
-		   enum tdxr_log_level *l, struct tdxr_err *err);
+int tdxr_log_parse(const char *format, const char *level, enum tdxr_log_format *f, enum tdxr_log_level *l,
+                   struct tdxr_err *err);
 void tdxr_log(enum tdxr_log_level level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

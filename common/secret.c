@@ -63,9 +63,10 @@ int tdxr_secret_from_file(const char *path, struct tdxr_secret **out, struct tdx
 	}
 	close(fd);
 	if (st.st_mode & 077)
-		return tdxr_err_set(err, TDXR_EAUTH,
-				    "secret file %s has mode %03o; it must not be readable by group or others (chmod 600 %s)",
-				    path, (unsigned)(st.st_mode & 0777), path);
+		return tdxr_err_set(
+		    err, TDXR_EAUTH,
+		    "secret file %s has mode %03o; it must not be readable by group or others (chmod 600 %s)",
+		    path, (unsigned)(st.st_mode & 0777), path);
 	rc = tdxr_file_read(path, 1u << 20, &data, &len, err);
 	if (rc)
 		return rc;
@@ -123,7 +124,7 @@ void tdxr_secret_free(struct tdxr_secret *s)
 
 void tdxr_secret_harden_process(void)
 {
-	struct rlimit rl = {0, 0};
+	struct rlimit rl = { 0, 0 };
 
 	(void)setrlimit(RLIMIT_CORE, &rl);
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);

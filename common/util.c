@@ -25,7 +25,7 @@ int tdxr_parse_u64(const char *s, uint64_t max, uint64_t *out, struct tdxr_err *
 	v = strtoull(s, &end, 10);
 	if (errno || *end != '\0' || v > max)
 		return tdxr_err_set(err, TDXR_EINVAL, "'%s' is not an integer in [0, %llu]", s,
-				    (unsigned long long)max);
+		                    (unsigned long long)max);
 	*out = (uint64_t)v;
 	return 0;
 }
@@ -41,7 +41,7 @@ int tdxr_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out, struct
 	v = strtoll(s, &end, 10);
 	if (errno || *end != '\0' || v < min || v > max)
 		return tdxr_err_set(err, TDXR_EINVAL, "'%s' is not an integer in [%lld, %lld]", s,
-				    (long long)min, (long long)max);
+		                    (long long)min, (long long)max);
 	*out = (int64_t)v;
 	return 0;
 }
@@ -177,15 +177,14 @@ static int digits(const char *s, int n, unsigned *out)
 int tdxr_time_parse_rfc3339(const char *s, int64_t *out)
 {
 	unsigned y, mo, d, h, mi, se;
-	static const unsigned mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	static const unsigned mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
 	const char *p;
 
 	if (s == NULL || strlen(s) < 20)
 		return TDXR_EINVAL;
-	if (digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) || s[7] != '-' ||
-	    digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
-	    digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &mi) || s[16] != ':' ||
-	    digits(s + 17, 2, &se))
+	if (digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) || s[7] != '-' || digits(s + 8, 2, &d) ||
+	    (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || digits(s + 11, 2, &h) || s[13] != ':' ||
+	    digits(s + 14, 2, &mi) || s[16] != ':' || digits(s + 17, 2, &se))
 		return TDXR_EINVAL;
 	if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || se > 60)
 		return TDXR_EINVAL;

@@ -40,8 +40,9 @@ int sim_generate(const struct sim_opts *o, struct sim_output **out, struct tdxr_
 	struct sim_output *res = NULL;
 	struct sim_quote_opts q;
 	const char *compose = o->eventlog.app_compose ? o->eventlog.app_compose : sim_default_app_compose();
-	size_t compose_len = o->eventlog.app_compose && o->eventlog.app_compose_len ? o->eventlog.app_compose_len
-										  : strlen(compose);
+	size_t compose_len = o->eventlog.app_compose && o->eventlog.app_compose_len
+	                         ? o->eventlog.app_compose_len
+	                         : strlen(compose);
 	const uint8_t *root;
 	size_t root_len;
 	int rc;
@@ -51,7 +52,8 @@ int sim_generate(const struct sim_opts *o, struct sim_output **out, struct tdxr_
 		rc = tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
 		goto out;
 	}
-	if ((rc = sim_pki_new(&o->pki, &pki, err)) || (rc = sim_collateral_make(pki, &o->collateral, &col, err)) ||
+	if ((rc = sim_pki_new(&o->pki, &pki, err)) ||
+	    (rc = sim_collateral_make(pki, &o->collateral, &col, err)) ||
 	    (rc = sim_eventlog_make(&o->eventlog, &res->eventlog_json, res->rtmr, err)))
 		goto out;
 	q = o->quote;
@@ -81,7 +83,8 @@ out:
 	return rc;
 }
 
-int sim_generate_default(int64_t now, const uint8_t *report_data, struct sim_output **out, struct tdxr_err *err)
+int sim_generate_default(int64_t now, const uint8_t *report_data, struct sim_output **out,
+                         struct tdxr_err *err)
 {
 	struct sim_opts o;
 

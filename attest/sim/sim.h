@@ -78,7 +78,7 @@ struct sim_pki_opts {
 	unsigned corrupt_sig;  /* SIM_CERT_BIT mask: flip a bit of that certificate's signature */
 	int pck_omit_sgx_ext;  /* PCK leaf without the SGX extension */
 	int pck_is_ca;         /* 1: PCK leaf is a CA certificate (CA:TRUE, keyCertSign);
-				* 2: only basicConstraints says CA:TRUE (key usage unchanged) */
+	                        * 2: only basicConstraints says CA:TRUE (key usage unchanged) */
 	int tcb_signing_is_ca; /* TCB Signing certificate says CA:TRUE */
 };
 
@@ -98,16 +98,16 @@ void sim_pki_cert_serial(const struct sim_pki *p, enum sim_cert which, char out[
 int sim_pki_pck_chain_pem(const struct sim_pki *p, char **out, struct tdxr_err *err);
 
 struct sim_crl_opts {
-	int64_t this_update; /* 0 = pki now - 1 day */
-	int64_t next_update; /* 0 = pki now + 29 days */
-	unsigned revoke;     /* SIM_CERT_BIT mask of this PKI's certificates to list */
+	int64_t this_update;                /* 0 = pki now - 1 day */
+	int64_t next_update;                /* 0 = pki now + 29 days */
+	unsigned revoke;                    /* SIM_CERT_BIT mask of this PKI's certificates to list */
 	const char *const *revoked_serials; /* extra serials, hex, NULL-terminated; NULL = none */
 	int corrupt_sig;
 };
 void sim_crl_opts_init(struct sim_crl_opts *o);
 /* A DER CRL signed by issuer (SIM_CERT_ROOT or SIM_CERT_PLATFORM_CA); *der malloc'd. */
 int sim_pki_crl(const struct sim_pki *p, enum sim_cert issuer, const struct sim_crl_opts *o, uint8_t **der,
-		size_t *len, struct tdxr_err *err);
+                size_t *len, struct tdxr_err *err);
 
 /* ================================================================ collateral */
 
@@ -116,8 +116,8 @@ struct sim_tcb_level {
 	uint8_t sgx_svn[16];
 	uint16_t pce_svn;
 	uint8_t tdx_svn[16];
-	const char *status;   /* "UpToDate", "OutOfDate", ... (written verbatim) */
-	const char *tcb_date; /* NULL = default (30 days before now) */
+	const char *status;              /* "UpToDate", "OutOfDate", ... (written verbatim) */
+	const char *tcb_date;            /* NULL = default (30 days before now) */
 	const char *const *advisory_ids; /* NULL-terminated */
 };
 /* A level keyed by ISVSVN (QE Identity, TDX module identities). */
@@ -174,12 +174,12 @@ struct sim_collateral_opts {
 	struct sim_crl_opts root_crl;
 	struct sim_crl_opts pck_crl;
 	/* negative tests */
-	int corrupt_tcb_info_sig;     /* flip a bit of the signature */
+	int corrupt_tcb_info_sig; /* flip a bit of the signature */
 	int corrupt_qe_identity_sig;
-	int tamper_tcb_info;          /* change the text after signing */
+	int tamper_tcb_info; /* change the text after signing */
 	int tamper_qe_identity;
-	int sign_with_pck;            /* sign TCB Info and QE Identity with the PCK key instead */
-	int include_pck_chain;        /* add the optional pck_certificate_chain key */
+	int sign_with_pck;     /* sign TCB Info and QE Identity with the PCK key instead */
+	int include_pck_chain; /* add the optional pck_certificate_chain key */
 };
 void sim_collateral_opts_init(struct sim_collateral_opts *o, int64_t now);
 
@@ -195,8 +195,8 @@ struct sim_collateral {
 	size_t root_ca_crl_len;
 	char *json; /* the whole collateral object in the dcap-qvl layout (attest_collateral_parse) */
 };
-int sim_collateral_make(const struct sim_pki *p, const struct sim_collateral_opts *o, struct sim_collateral **out,
-			struct tdxr_err *err);
+int sim_collateral_make(const struct sim_pki *p, const struct sim_collateral_opts *o,
+                        struct sim_collateral **out, struct tdxr_err *err);
 void sim_collateral_free(struct sim_collateral *c);
 
 /* ===================================================================== quote */
@@ -211,12 +211,12 @@ struct sim_quote_opts {
 	const uint8_t *qe_auth_data; /* NULL = 32 bytes 00 01 .. 1f */
 	size_t qe_auth_len;
 	/* header fields (change for negative tests) */
-	uint16_t att_key_type;   /* 2 */
-	uint32_t tee_type;       /* 0x81 */
+	uint16_t att_key_type; /* 2 */
+	uint32_t tee_type;     /* 0x81 */
 	uint8_t qe_vendor_id[16];
-	uint16_t cert_type;       /* 6 */
-	uint16_t inner_cert_type; /* 5 */
-	int pem_nul;              /* end the PEM chain with a NUL byte as Intel's QE does (default 1) */
+	uint16_t cert_type;        /* 6 */
+	uint16_t inner_cert_type;  /* 5 */
+	int pem_nul;               /* end the PEM chain with a NUL byte as Intel's QE does (default 1) */
 	const char *pck_chain_pem; /* NULL = leaf, Platform CA, root */
 	size_t trailing_bytes;     /* zero bytes after the signature section */
 	/* negative tests */
@@ -228,7 +228,7 @@ struct sim_quote_opts {
 void sim_quote_opts_init(struct sim_quote_opts *o);
 /* Signs with a fresh attestation key (derived from the seed in deterministic mode). */
 int sim_quote_make(const struct sim_pki *p, const struct sim_quote_opts *o, uint8_t **quote, size_t *len,
-		   struct tdxr_err *err);
+                   struct tdxr_err *err);
 
 /* ================================================================= event log */
 
@@ -244,17 +244,18 @@ struct sim_eventlog_opts {
 	const char *app_compose; /* NULL = a small default app-compose.json */
 	size_t app_compose_len;  /* 0 = strlen */
 	uint8_t os_image_hash[32];
-	const char *key_provider; /* JSON text; NULL = {"name":"none","id":""} */
+	const char *key_provider;      /* JSON text; NULL = {"name":"none","id":""} */
 	const struct sim_event *extra; /* runtime events after system-ready */
 	size_t n_extra;
 	/* negative tests */
 	int omit_system_ready;
 	int corrupt_digest; /* the compose-hash event's digest does not match its payload
-			     * (RTMR3 is still the replay of the recorded digests) */
+	                     * (RTMR3 is still the replay of the recorded digests) */
 };
 void sim_eventlog_opts_init(struct sim_eventlog_opts *o);
 /* The dstack JSON event log (array text, malloc'd) and its RTMR0-3 replay. */
-int sim_eventlog_make(const struct sim_eventlog_opts *o, char **json, uint8_t rtmr[4][48], struct tdxr_err *err);
+int sim_eventlog_make(const struct sim_eventlog_opts *o, char **json, uint8_t rtmr[4][48],
+                      struct tdxr_err *err);
 /* The default app-compose text (static). */
 const char *sim_default_app_compose(void);
 
@@ -282,7 +283,8 @@ struct sim_output {
 /* PKI + collateral + quote + event log in one go. */
 int sim_generate(const struct sim_opts *o, struct sim_output **out, struct tdxr_err *err);
 /* Defaults for now and report_data (64 bytes; NULL = zeros). */
-int sim_generate_default(int64_t now, const uint8_t *report_data, struct sim_output **out, struct tdxr_err *err);
+int sim_generate_default(int64_t now, const uint8_t *report_data, struct sim_output **out,
+                         struct tdxr_err *err);
 void sim_output_free(struct sim_output *o);
 
 #endif

@@ -18,8 +18,8 @@
 
 #define DAY 86400
 
-static const uint8_t QE_ATTRIBUTES[16] = {0x11};
-static const uint8_t QE_ATTRIBUTES_MASK[16] = {0xfb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+static const uint8_t QE_ATTRIBUTES[16] = { 0x11 };
+static const uint8_t QE_ATTRIBUTES_MASK[16] = { 0xfb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 
 void sim_tcb_level_init(struct sim_tcb_level *l, const char *status)
 {
@@ -94,7 +94,7 @@ static int put(json_t *o, const char *key, json_t *v)
 }
 
 static int put_level_tail(json_t *lv, const char *tcb_date, int64_t dflt_date, const char *status,
-			  const char *const *adv)
+                          const char *const *adv)
 {
 	int bad = 0;
 
@@ -153,8 +153,9 @@ static char *dump_compact(json_t *o)
 
 /* --------------------------------------------------------------- TCB Info */
 
-static const struct sim_isv_level MOD3_LEVELS[] = {{3, "UpToDate", NULL, NULL}};
-static const struct sim_isv_level MOD1_LEVELS[] = {{4, "UpToDate", NULL, NULL}, {2, "OutOfDate", NULL, NULL}};
+static const struct sim_isv_level MOD3_LEVELS[] = { { 3, "UpToDate", NULL, NULL } };
+static const struct sim_isv_level MOD1_LEVELS[] = { { 4, "UpToDate", NULL, NULL },
+	                                            { 2, "OutOfDate", NULL, NULL } };
 
 static char *tcb_info_text(const struct sim_pki *p, const struct sim_collateral_opts *o, int eval_num)
 {
@@ -261,7 +262,7 @@ out:
 static char *qe_identity_text(const struct sim_collateral_opts *o, int eval_num)
 {
 	json_t *qi = json_object(), *lvls;
-	struct sim_isv_level dlevel = {SIM_DEFAULT_QE_ISVSVN, "UpToDate", NULL, NULL};
+	struct sim_isv_level dlevel = { SIM_DEFAULT_QE_ISVSVN, "UpToDate", NULL, NULL };
 	const struct sim_isv_level *ql = o->qe_levels ? o->qe_levels : &dlevel;
 	size_t n_ql = o->qe_levels ? o->n_qe_levels : 1;
 	int64_t issue = o->qe_issue_date ? o->qe_issue_date : o->now - DAY;
@@ -298,7 +299,7 @@ static char *qe_identity_text(const struct sim_collateral_opts *o, int eval_num)
 
 /* Signs text (or a tampered twin) into *out_text / sig. */
 static int sign_doc(const struct sim_pki *p, EVP_PKEY *key, char *text, char *tampered, int corrupt,
-		    char **out_text, uint8_t sig[64], struct tdxr_err *err)
+                    char **out_text, uint8_t sig[64], struct tdxr_err *err)
 {
 	int rc = sim__sign(p, key, (const uint8_t *)text, strlen(text), sig, err);
 
@@ -327,8 +328,8 @@ static int put_hex(json_t *o, const char *key, const uint8_t *p, size_t n)
 	return bad;
 }
 
-int sim_collateral_make(const struct sim_pki *p, const struct sim_collateral_opts *o, struct sim_collateral **out,
-			struct tdxr_err *err)
+int sim_collateral_make(const struct sim_pki *p, const struct sim_collateral_opts *o,
+                        struct sim_collateral **out, struct tdxr_err *err)
 {
 	struct sim_collateral *c = NULL;
 	struct tdxr_buf chain, crl_chain, pck_chain;
@@ -360,7 +361,8 @@ int sim_collateral_make(const struct sim_pki *p, const struct sim_collateral_opt
 	ti = ti_t = NULL; /* consumed */
 	if (rc)
 		goto out;
-	rc = sign_doc(p, skey, qi, qi_t, o->corrupt_qe_identity_sig, &c->qe_identity, c->qe_identity_sig, err);
+	rc =
+	    sign_doc(p, skey, qi, qi_t, o->corrupt_qe_identity_sig, &c->qe_identity, c->qe_identity_sig, err);
 	qi = qi_t = NULL;
 	if (rc)
 		goto out;
@@ -372,9 +374,10 @@ int sim_collateral_make(const struct sim_pki *p, const struct sim_collateral_opt
 	    (rc = sim__pem_append(&crl_chain, &p->cert[SIM_CERT_PLATFORM_CA], err)) ||
 	    (rc = sim__pem_append(&crl_chain, &p->cert[SIM_CERT_ROOT], err)))
 		goto out;
-	if (o->include_pck_chain && ((rc = sim__pem_append(&pck_chain, &p->cert[SIM_CERT_PCK], err)) ||
-				     (rc = sim__pem_append(&pck_chain, &p->cert[SIM_CERT_PLATFORM_CA], err)) ||
-				     (rc = sim__pem_append(&pck_chain, &p->cert[SIM_CERT_ROOT], err))))
+	if (o->include_pck_chain &&
+	    ((rc = sim__pem_append(&pck_chain, &p->cert[SIM_CERT_PCK], err)) ||
+	     (rc = sim__pem_append(&pck_chain, &p->cert[SIM_CERT_PLATFORM_CA], err)) ||
+	     (rc = sim__pem_append(&pck_chain, &p->cert[SIM_CERT_ROOT], err))))
 		goto out;
 
 	if ((root = json_object()) == NULL) {

@@ -38,7 +38,7 @@ static void seed_le(uint64_t seed, uint8_t out[8])
 
 /* SHA-256(domain || seed || label || 0 || extra || ctr) */
 static void derive_block(const char *domain, uint64_t seed, const char *label, const uint8_t *extra,
-			 size_t extra_len, uint32_t ctr, uint8_t out[32])
+                         size_t extra_len, uint32_t ctr, uint8_t out[32])
 {
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	uint8_t s[8], c[4], zero = 0;
@@ -91,8 +91,8 @@ static int p256_from_priv(const BIGNUM *d, EVP_PKEY **out, struct tdxr_err *err)
 	uint8_t pubo[65];
 	int rc = TDXR_ERROR;
 
-	if ((g = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1)) == NULL || (pub = EC_POINT_new(g)) == NULL ||
-	    (bn = BN_CTX_new()) == NULL)
+	if ((g = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1)) == NULL ||
+	    (pub = EC_POINT_new(g)) == NULL || (bn = BN_CTX_new()) == NULL)
 		goto out;
 	if (!EC_POINT_mul(g, pub, d, NULL, NULL, bn) ||
 	    EC_POINT_point2oct(g, pub, POINT_CONVERSION_UNCOMPRESSED, pubo, sizeof(pubo), bn) != sizeof(pubo))
@@ -103,7 +103,8 @@ static int p256_from_priv(const BIGNUM *d, EVP_PKEY **out, struct tdxr_err *err)
 	    !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pubo, sizeof(pubo)) ||
 	    (params = OSSL_PARAM_BLD_to_param(bld)) == NULL)
 		goto out;
-	if ((pctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) == NULL || EVP_PKEY_fromdata_init(pctx) != 1 ||
+	if ((pctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) == NULL ||
+	    EVP_PKEY_fromdata_init(pctx) != 1 ||
 	    EVP_PKEY_fromdata(pctx, &pkey, EVP_PKEY_KEYPAIR, params) != 1)
 		goto out;
 	*out = pkey;
@@ -123,7 +124,7 @@ out:
 }
 
 int sim__key_new(const struct sim_pki *p, const char *label, const uint8_t *extra, size_t extra_len,
-		 EVP_PKEY **out, struct tdxr_err *err)
+                 EVP_PKEY **out, struct tdxr_err *err)
 {
 	EC_GROUP *g = NULL;
 	BIGNUM *d = NULL;
@@ -224,7 +225,7 @@ out:
 
 /* Textbook ECDSA with a nonce from HMAC-SHA256(d, H(m) || ctr). */
 static int sign_deterministic(EVP_PKEY *key, const uint8_t *msg, size_t len, uint8_t sig[64],
-			      struct tdxr_err *err)
+                              struct tdxr_err *err)
 {
 	EC_GROUP *g = NULL;
 	EC_POINT *R = NULL;
@@ -255,8 +256,8 @@ static int sign_deterministic(EVP_PKEY *key, const uint8_t *msg, size_t len, uin
 			goto out;
 		if (BN_is_zero(k) || BN_cmp(k, n) >= 0)
 			continue;
-		if (!EC_POINT_mul(g, R, k, NULL, NULL, bn) || !EC_POINT_get_affine_coordinates(g, R, x, NULL, bn) ||
-		    !BN_nnmod(r, x, n, bn))
+		if (!EC_POINT_mul(g, R, k, NULL, NULL, bn) ||
+		    !EC_POINT_get_affine_coordinates(g, R, x, NULL, bn) || !BN_nnmod(r, x, n, bn))
 			goto out;
 		if (BN_is_zero(r))
 			continue;
@@ -264,7 +265,8 @@ static int sign_deterministic(EVP_PKEY *key, const uint8_t *msg, size_t len, uin
 		if ((kinv = BN_mod_inverse(NULL, k, n, bn)) == NULL)
 			goto out;
 		/* s = k^-1 (e + r d) mod n */
-		if (!BN_mod_mul(s, r, d, n, bn) || !BN_mod_add(s, s, e, n, bn) || !BN_mod_mul(s, s, kinv, n, bn))
+		if (!BN_mod_mul(s, r, d, n, bn) || !BN_mod_add(s, s, e, n, bn) ||
+		    !BN_mod_mul(s, s, kinv, n, bn))
 			goto out;
 		if (BN_is_zero(s))
 			continue;
@@ -292,7 +294,7 @@ out:
 }
 
 int sim__sign(const struct sim_pki *p, EVP_PKEY *key, const uint8_t *msg, size_t len, uint8_t sig[64],
-	      struct tdxr_err *err)
+              struct tdxr_err *err)
 {
 	if (p->deterministic)
 		return sign_deterministic(key, msg, len, sig, err);
@@ -308,8 +310,9 @@ int sim__pub_raw(EVP_PKEY *key, uint8_t xy[64], struct tdxr_err *err)
 	    n != sizeof(buf) || buf[0] != 0x04) {
 		/* keys made by keygen may carry a compressed encoding preference */
 		if (EVP_PKEY_set_utf8_string_param(key, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT,
-						   "uncompressed") != 1 ||
-		    EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, buf, sizeof(buf), &n) != 1 ||
+		                                   "uncompressed") != 1 ||
+		    EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, buf, sizeof(buf), &n) !=
+		        1 ||
 		    n != sizeof(buf) || buf[0] != 0x04)
 			return tdxr_err_set(err, TDXR_ERROR, "sim: reading the P-256 public key failed");
 	}

@@ -83,7 +83,7 @@ int sim__der_uint(struct tdxr_buf *b, uint8_t tag, uint32_t v, struct tdxr_err *
 int sim__der_sgx_oid(struct tdxr_buf *b, unsigned a1, unsigned a2, struct tdxr_err *err)
 {
 	/* 1.2.840.113741.1.13.1 */
-	uint8_t oid[11] = {0x2a, 0x86, 0x48, 0x86, 0xf8, 0x4d, 0x01, 0x0d, 0x01};
+	uint8_t oid[11] = { 0x2a, 0x86, 0x48, 0x86, 0xf8, 0x4d, 0x01, 0x0d, 0x01 };
 	size_t n = 9;
 
 	if (a1 >= 0x80 || a2 >= 0x80)

@@ -19,11 +19,11 @@
 #include "common/util.h"
 
 static const char DEFAULT_COMPOSE[] =
-	"{\"manifest_version\":2,\"name\":\"tdx-runner-sim\",\"runner\":\"docker-compose\","
-	"\"docker_compose_file\":\"services:\\n  runner:\\n    image: debian:stable-slim\\n\","
-	"\"gateway_enabled\":true,\"public_logs\":false,\"public_sysinfo\":false,\"public_tcbinfo\":true,"
-	"\"key_provider_id\":\"\",\"allowed_envs\":[],\"no_instance_id\":false,\"secure_time\":false,"
-	"\"kms_enabled\":false}";
+    "{\"manifest_version\":2,\"name\":\"tdx-runner-sim\",\"runner\":\"docker-compose\","
+    "\"docker_compose_file\":\"services:\\n  runner:\\n    image: debian:stable-slim\\n\","
+    "\"gateway_enabled\":true,\"public_logs\":false,\"public_sysinfo\":false,\"public_tcbinfo\":true,"
+    "\"key_provider_id\":\"\",\"allowed_envs\":[],\"no_instance_id\":false,\"secure_time\":false,"
+    "\"kms_enabled\":false}";
 static const char DEFAULT_KEY_PROVIDER[] = "{\"name\":\"none\",\"id\":\"\"}";
 
 const char *sim_default_app_compose(void)
@@ -53,13 +53,18 @@ struct boot_event {
 	size_t len;
 };
 
-#define BOOT(imr, type, s) {imr, type, s, sizeof(s) - 1}
+#define BOOT(imr, type, s)                                                                                   \
+	{                                                                                                    \
+		imr, type, s, sizeof(s) - 1                                                                  \
+	}
 static const struct boot_event BOOT_EVENTS[] = {
 	BOOT(0, 0x8000000bu, "\x09TdxTable\x00\x01\x00\x00\x00\x00\x00\x00\x00"), /* EV_EFI_HANDOFF_TABLES2 */
-	BOOT(0, 0x0000000au, "QEMU FW CFG\x00" "BootMenu"),                     /* EV_PLATFORM_CONFIG_FLAGS */
-	BOOT(0, 0x80000001u, "SecureBoot\x00\x00"),                             /* EV_EFI_VARIABLE_DRIVER_CONFIG */
+	BOOT(0, 0x0000000au,
+	     "QEMU FW CFG\x00"
+	     "BootMenu"),                           /* EV_PLATFORM_CONFIG_FLAGS */
+	BOOT(0, 0x80000001u, "SecureBoot\x00\x00"), /* EV_EFI_VARIABLE_DRIVER_CONFIG */
 	BOOT(0, 0x0000000au, "ACPI DATA"),
-	BOOT(0, 0x00000004u, "\x00\x00\x00\x00"), /* EV_SEPARATOR */
+	BOOT(0, 0x00000004u, "\x00\x00\x00\x00"),                 /* EV_SEPARATOR */
 	BOOT(1, 0x80000003u, "tdx-runner simulated boot loader"), /* EV_EFI_BOOT_SERVICES_APPLICATION */
 	BOOT(1, 0x80000007u, "Calling EFI Application from Boot Option"), /* EV_EFI_ACTION */
 	BOOT(1, 0x00000004u, "\x00\x00\x00\x00"),
@@ -84,8 +89,8 @@ static void extend(uint8_t mr[48], const uint8_t digest[48])
 	sim__sha384(in, sizeof(in), mr);
 }
 
-static void log_add(struct log_ctx *c, uint32_t imr, uint32_t type, const uint8_t digest[48], const char *name,
-		    const uint8_t *payload, size_t len)
+static void log_add(struct log_ctx *c, uint32_t imr, uint32_t type, const uint8_t digest[48],
+                    const char *name, const uint8_t *payload, size_t len)
 {
 	json_t *e = json_object();
 	char dhex[97], *phex = tdxr_hex_strdup(payload, len);
@@ -130,7 +135,8 @@ static void runtime_add(struct log_ctx *c, const char *name, const uint8_t *payl
 	log_add(c, 3, ATTEST_EVENT_DSTACK_RUNTIME, d, name, payload, len);
 }
 
-int sim_eventlog_make(const struct sim_eventlog_opts *o, char **json, uint8_t rtmr[4][48], struct tdxr_err *err)
+int sim_eventlog_make(const struct sim_eventlog_opts *o, char **json, uint8_t rtmr[4][48],
+                      struct tdxr_err *err)
 {
 	struct log_ctx c;
 	const char *compose = o->app_compose ? o->app_compose : DEFAULT_COMPOSE;

@@ -36,10 +36,10 @@ struct sim_pki {
 /* ---- sim_crypto.c ---- */
 /* A P-256 key: fresh, or derived from (seed, label, extra) in deterministic mode. */
 int sim__key_new(const struct sim_pki *p, const char *label, const uint8_t *extra, size_t extra_len,
-		 EVP_PKEY **out, struct tdxr_err *err);
+                 EVP_PKEY **out, struct tdxr_err *err);
 /* ECDSA-P256-SHA256 raw r||s; deterministic nonce when p->deterministic. */
 int sim__sign(const struct sim_pki *p, EVP_PKEY *key, const uint8_t *msg, size_t len, uint8_t sig[64],
-	      struct tdxr_err *err);
+              struct tdxr_err *err);
 /* Raw r||s -> DER ECDSA-Sig-Value (malloc'd). */
 int sim__sig_to_der(const uint8_t sig[64], uint8_t **der, size_t *len, struct tdxr_err *err);
 /* Public key as x||y. */

@@ -29,16 +29,17 @@
 #define SIM_ROOT_CRL_URL "https://tdx-runner.invalid/sim/IntelSGXRootCA-simulated.der"
 #define SIM_PCK_CRL_URL "https://tdx-runner.invalid/sim/pckcrl?ca=platform&encoding=der"
 
-const uint8_t SIM_DEFAULT_CPU_SVN[16] = {3, 3, 2, 2, 4, 1, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0};
-const uint8_t SIM_DEFAULT_TEE_TCB_SVN[16] = {6, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-const uint8_t SIM_DEFAULT_FMSPC[6] = {0x90, 0xc0, 0x6f, 0x00, 0x00, 0x00};
+const uint8_t SIM_DEFAULT_CPU_SVN[16] = { 3, 3, 2, 2, 4, 1, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0 };
+const uint8_t SIM_DEFAULT_TEE_TCB_SVN[16] = { 6, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+const uint8_t SIM_DEFAULT_FMSPC[6] = { 0x90, 0xc0, 0x6f, 0x00, 0x00, 0x00 };
 
 /* ecdsa-with-SHA256 AlgorithmIdentifier */
-static const uint8_t ALG_ECDSA_SHA256[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
+static const uint8_t ALG_ECDSA_SHA256[] = { 0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
+	                                    0x48, 0xce, 0x3d, 0x04, 0x03, 0x02 };
 
-static const char *const cert_label[SIM_CERT_COUNT] = {"root", "platform-ca", "pck", "tcb-signing"};
-static const char *const default_cn[SIM_CERT_COUNT] = {SIM_ROOT_CN, SIM_PLATFORM_CA_CN, SIM_PCK_CN,
-						       SIM_TCB_SIGNING_CN};
+static const char *const cert_label[SIM_CERT_COUNT] = { "root", "platform-ca", "pck", "tcb-signing" };
+static const char *const default_cn[SIM_CERT_COUNT] = { SIM_ROOT_CN, SIM_PLATFORM_CA_CN, SIM_PCK_CN,
+	                                                SIM_TCB_SIGNING_CN };
 
 void sim_pki_opts_init(struct sim_pki_opts *o, int64_t now)
 {
@@ -64,7 +65,7 @@ void sim_crl_opts_init(struct sim_crl_opts *o)
 
 /* SEQUENCE{tbs, ecdsa-with-SHA256, BIT STRING{DER(r, s)}} into a malloc'd buffer. */
 static int sign_tbs(const struct sim_pki *p, EVP_PKEY *key, const uint8_t *tbs, size_t tbs_len, int corrupt,
-		    uint8_t **der, size_t *der_len, struct tdxr_err *err)
+                    uint8_t **der, size_t *der_len, struct tdxr_err *err)
 {
 	struct tdxr_buf b;
 	uint8_t sig[64], *sder = NULL;
@@ -94,7 +95,7 @@ out:
 }
 
 static int cert_finish(const struct sim_pki *p, X509 *x, EVP_PKEY *issuer_key, int corrupt,
-		       struct sim_certobj *c, struct tdxr_err *err)
+                       struct sim_certobj *c, struct tdxr_err *err)
 {
 	unsigned char *tbs = NULL;
 	const unsigned char *q;
@@ -138,7 +139,8 @@ static int sgx_ext_der(const struct sim_pki_opts *o, struct tdxr_buf *b, struct 
 		return rc;
 	s2 = b->len;
 	for (unsigned i = 1; i <= 16; i++) {
-		if ((rc = sgx_pair_begin(b, &s3, 2, i, err)) || (rc = sim__der_uint(b, 0x02, o->cpu_svn[i - 1], err)) ||
+		if ((rc = sgx_pair_begin(b, &s3, 2, i, err)) ||
+		    (rc = sim__der_uint(b, 0x02, o->cpu_svn[i - 1], err)) ||
 		    (rc = sim__der_wrap(b, s3, 0x30, err)))
 			return rc;
 	}
@@ -151,9 +153,11 @@ static int sgx_ext_der(const struct sim_pki_opts *o, struct tdxr_buf *b, struct 
 	if ((rc = sgx_pair_begin(b, &s, 3, 0, err)) || (rc = sim__der_tlv(b, 0x04, o->pce_id, 2, err)) ||
 	    (rc = sim__der_wrap(b, s, 0x30, err)) || (rc = sgx_pair_begin(b, &s, 4, 0, err)) ||
 	    (rc = sim__der_tlv(b, 0x04, o->fmspc, 6, err)) || (rc = sim__der_wrap(b, s, 0x30, err)) ||
-	    (rc = sgx_pair_begin(b, &s, 5, 0, err)) || (rc = sim__der_uint(b, 0x0a, (uint32_t)o->sgx_type, err)) ||
+	    (rc = sgx_pair_begin(b, &s, 5, 0, err)) ||
+	    (rc = sim__der_uint(b, 0x0a, (uint32_t)o->sgx_type, err)) ||
 	    (rc = sim__der_wrap(b, s, 0x30, err)) || (rc = sgx_pair_begin(b, &s, 6, 0, err)) ||
-	    (rc = sim__der_tlv(b, 0x04, o->platform_instance_id, 16, err)) || (rc = sim__der_wrap(b, s, 0x30, err)))
+	    (rc = sim__der_tlv(b, 0x04, o->platform_instance_id, 16, err)) ||
+	    (rc = sim__der_wrap(b, s, 0x30, err)))
 		return rc;
 	/* Configuration: dynamicPlatform, cachedKeys, SMTEnabled */
 	if ((rc = sgx_pair_begin(b, &s, 7, 0, err)))
@@ -184,8 +188,8 @@ static int add_sgx_ext(X509 *x, const struct sim_pki_opts *o, struct tdxr_err *e
 	if ((rc = sgx_ext_der(o, &b, err)))
 		goto out;
 	rc = TDXR_ERROR;
-	if ((obj = OBJ_txt2obj("1.2.840.113741.1.13.1", 1)) == NULL || (os = ASN1_OCTET_STRING_new()) == NULL ||
-	    !ASN1_OCTET_STRING_set(os, b.data, (int)b.len) ||
+	if ((obj = OBJ_txt2obj("1.2.840.113741.1.13.1", 1)) == NULL ||
+	    (os = ASN1_OCTET_STRING_new()) == NULL || !ASN1_OCTET_STRING_set(os, b.data, (int)b.len) ||
 	    (ext = X509_EXTENSION_create_by_OBJ(NULL, obj, 0, os)) == NULL || !X509_add_ext(x, ext, -1)) {
 		tdxr_err_set(err, rc, "sim: adding the SGX extension failed");
 		goto out;
@@ -273,12 +277,13 @@ static void default_validity(enum sim_cert c, int64_t now, int64_t *nb, int64_t 
 	}
 }
 
-static int cert_make(struct sim_pki *p, const struct sim_pki_opts *o, enum sim_cert which, struct tdxr_err *err)
+static int cert_make(struct sim_pki *p, const struct sim_pki_opts *o, enum sim_cert which,
+                     struct tdxr_err *err)
 {
 	struct sim_certobj *c = &p->cert[which];
-	enum sim_cert issuer = which == SIM_CERT_ROOT ? SIM_CERT_ROOT
-			       : which == SIM_CERT_PCK ? SIM_CERT_PLATFORM_CA
-						       : SIM_CERT_ROOT;
+	enum sim_cert issuer = which == SIM_CERT_ROOT  ? SIM_CERT_ROOT
+	                       : which == SIM_CERT_PCK ? SIM_CERT_PLATFORM_CA
+	                                               : SIM_CERT_ROOT;
 	const char *cn = o->cn[which] ? o->cn[which] : default_cn[which];
 	X509 *x = NULL, *ix;
 	X509_NAME *name = NULL;
@@ -299,9 +304,9 @@ static int cert_make(struct sim_pki *p, const struct sim_pki_opts *o, enum sim_c
 	if ((sn = serial_new(p, cert_label[which], err)) == NULL)
 		return TDXR_ERROR;
 	rc = TDXR_ERROR;
-	if ((x = X509_new()) == NULL || (name = name_new(cn)) == NULL || !X509_set_version(x, X509_VERSION_3) ||
-	    !X509_set_serialNumber(x, sn) || !set_time(x, nb, na) || !X509_set_subject_name(x, name) ||
-	    !X509_set_pubkey(x, c->key))
+	if ((x = X509_new()) == NULL || (name = name_new(cn)) == NULL ||
+	    !X509_set_version(x, X509_VERSION_3) || !X509_set_serialNumber(x, sn) || !set_time(x, nb, na) ||
+	    !X509_set_subject_name(x, name) || !X509_set_pubkey(x, c->key))
 		goto fail;
 	ix = which == SIM_CERT_ROOT ? x : p->cert[issuer].x509;
 	if (!X509_set_issuer_name(x, X509_get_subject_name(ix)))
@@ -311,7 +316,8 @@ static int cert_make(struct sim_pki *p, const struct sim_pki_opts *o, enum sim_c
 		bc = "critical,CA:TRUE,pathlen:1";
 	else if (which == SIM_CERT_PLATFORM_CA)
 		bc = "critical,CA:TRUE,pathlen:0";
-	else if ((which == SIM_CERT_PCK && o->pck_is_ca) || (which == SIM_CERT_TCB_SIGNING && o->tcb_signing_is_ca))
+	else if ((which == SIM_CERT_PCK && o->pck_is_ca) ||
+	         (which == SIM_CERT_TCB_SIGNING && o->tcb_signing_is_ca))
 		bc = "critical,CA:TRUE";
 	else
 		bc = "critical,CA:FALSE";
@@ -397,7 +403,8 @@ int sim__pem_append(struct tdxr_buf *b, const struct sim_certobj *c, struct tdxr
 		goto out;
 	}
 	n = BIO_get_mem_data(bio, &data);
-	rc = n > 0 ? tdxr_buf_append(b, data, (size_t)n, err) : tdxr_err_set(err, TDXR_ERROR, "sim: empty PEM");
+	rc = n > 0 ? tdxr_buf_append(b, data, (size_t)n, err)
+	           : tdxr_err_set(err, TDXR_ERROR, "sim: empty PEM");
 out:
 	BIO_free(bio);
 	return rc;
@@ -454,8 +461,9 @@ static int crl_add_serial(X509_CRL *crl, const ASN1_INTEGER *sn, int64_t when)
 	ASN1_TIME *t = ASN1_TIME_set(NULL, (time_t)when);
 	ASN1_ENUMERATED *reason = ASN1_ENUMERATED_new();
 	int ok = r && t && reason && X509_REVOKED_set_serialNumber(r, (ASN1_INTEGER *)sn) &&
-		 X509_REVOKED_set_revocationDate(r, t) && ASN1_ENUMERATED_set(reason, 1) && /* keyCompromise */
-		 X509_REVOKED_add1_ext_i2d(r, NID_crl_reason, reason, 0, 0) && X509_CRL_add0_revoked(crl, r);
+	         X509_REVOKED_set_revocationDate(r, t) &&
+	         ASN1_ENUMERATED_set(reason, 1) && /* keyCompromise */
+	         X509_REVOKED_add1_ext_i2d(r, NID_crl_reason, reason, 0, 0) && X509_CRL_add0_revoked(crl, r);
 
 	if (ok)
 		r = NULL; /* owned by crl */
@@ -466,7 +474,7 @@ static int crl_add_serial(X509_CRL *crl, const ASN1_INTEGER *sn, int64_t when)
 }
 
 int sim_pki_crl(const struct sim_pki *p, enum sim_cert issuer, const struct sim_crl_opts *o, uint8_t **der,
-		size_t *len, struct tdxr_err *err)
+                size_t *len, struct tdxr_err *err)
 {
 	const struct sim_certobj *ic = &p->cert[issuer];
 	X509_CRL *crl = NULL;
@@ -500,11 +508,12 @@ int sim_pki_crl(const struct sim_pki *p, enum sim_cert issuer, const struct sim_
 		bn = NULL;
 		if (!BN_hex2bn(&bn, o->revoked_serials[i])) {
 			rc = tdxr_err_set(err, TDXR_EINVAL, "sim: revoked serial '%s' is not hex",
-					  o->revoked_serials[i]);
+			                  o->revoked_serials[i]);
 			goto out;
 		}
 		ASN1_INTEGER_free(extra);
-		if ((extra = BN_to_ASN1_INTEGER(bn, NULL)) == NULL || !crl_add_serial(crl, extra, this_update))
+		if ((extra = BN_to_ASN1_INTEGER(bn, NULL)) == NULL ||
+		    !crl_add_serial(crl, extra, this_update))
 			goto fail;
 	}
 	/* CRL number 1 and the issuer's key id, as Intel's CRLs carry */

@@ -18,8 +18,8 @@
 
 #define SIM_QE_MRSIGNER_LABEL "tdx-runner simulated TD QE MRSIGNER"
 
-static const uint8_t INTEL_QE_VENDOR_ID[16] = {0x93, 0x9a, 0x72, 0x33, 0xf7, 0x9c, 0x4c, 0xa9,
-					       0x94, 0x0a, 0x0d, 0xb3, 0x95, 0x7f, 0x06, 0x07};
+static const uint8_t INTEL_QE_VENDOR_ID[16] = { 0x93, 0x9a, 0x72, 0x33, 0xf7, 0x9c, 0x4c, 0xa9,
+	                                        0x94, 0x0a, 0x0d, 0xb3, 0x95, 0x7f, 0x06, 0x07 };
 
 void sim__default_qe_mrsigner(uint8_t out[32])
 {
@@ -65,14 +65,14 @@ void sim_quote_opts_init(struct sim_quote_opts *o)
 
 static int put_u16(struct tdxr_buf *b, uint16_t v, struct tdxr_err *err)
 {
-	uint8_t x[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+	uint8_t x[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
 
 	return tdxr_buf_append(b, x, 2, err);
 }
 
 static int put_u32(struct tdxr_buf *b, uint32_t v, struct tdxr_err *err)
 {
-	uint8_t x[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+	uint8_t x[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
 
 	return tdxr_buf_append(b, x, 4, err);
 }
@@ -117,21 +117,24 @@ static void sgx_report_encode(const struct attest_sgx_report *r, uint8_t out[384
 }
 
 static int td_report_append(struct tdxr_buf *b, const struct attest_td_report *td, int td15,
-			    struct tdxr_err *err)
+                            struct tdxr_err *err)
 {
 	int rc;
 
-	if ((rc = tdxr_buf_append(b, td->tee_tcb_svn, 16, err)) || (rc = tdxr_buf_append(b, td->mrseam, 48, err)) ||
+	if ((rc = tdxr_buf_append(b, td->tee_tcb_svn, 16, err)) ||
+	    (rc = tdxr_buf_append(b, td->mrseam, 48, err)) ||
 	    (rc = tdxr_buf_append(b, td->mrsignerseam, 48, err)) ||
 	    (rc = tdxr_buf_append(b, td->seam_attributes, 8, err)) ||
-	    (rc = tdxr_buf_append(b, td->td_attributes, 8, err)) || (rc = tdxr_buf_append(b, td->xfam, 8, err)) ||
-	    (rc = tdxr_buf_append(b, td->mrtd, 48, err)) || (rc = tdxr_buf_append(b, td->mrconfigid, 48, err)) ||
-	    (rc = tdxr_buf_append(b, td->mrowner, 48, err)) || (rc = tdxr_buf_append(b, td->mrownerconfig, 48, err)) ||
+	    (rc = tdxr_buf_append(b, td->td_attributes, 8, err)) ||
+	    (rc = tdxr_buf_append(b, td->xfam, 8, err)) || (rc = tdxr_buf_append(b, td->mrtd, 48, err)) ||
+	    (rc = tdxr_buf_append(b, td->mrconfigid, 48, err)) ||
+	    (rc = tdxr_buf_append(b, td->mrowner, 48, err)) ||
+	    (rc = tdxr_buf_append(b, td->mrownerconfig, 48, err)) ||
 	    (rc = tdxr_buf_append(b, td->rtmr, sizeof(td->rtmr), err)) ||
 	    (rc = tdxr_buf_append(b, td->report_data, 64, err)))
 		return rc;
 	if (td15 && ((rc = tdxr_buf_append(b, td->tee_tcb_svn2, 16, err)) ||
-		     (rc = tdxr_buf_append(b, td->mrservicetd, 48, err))))
+	             (rc = tdxr_buf_append(b, td->mrservicetd, 48, err))))
 		return rc;
 	return 0;
 }
@@ -139,11 +142,11 @@ static int td_report_append(struct tdxr_buf *b, const struct attest_td_report *t
 /* ------------------------------------------------------------------ quote */
 
 int sim_quote_make(const struct sim_pki *p, const struct sim_quote_opts *o, uint8_t **quote, size_t *len,
-		   struct tdxr_err *err)
+                   struct tdxr_err *err)
 {
-	static const uint8_t default_auth[32] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10,
-						 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
-						 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+	static const uint8_t default_auth[32] = { 0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10,
+		                                  11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+		                                  22, 23, 24, 25, 26, 27, 28, 29, 30, 31 };
 	const uint8_t *auth = o->qe_auth_data ? o->qe_auth_data : default_auth;
 	size_t auth_len = o->qe_auth_data ? o->qe_auth_len : sizeof(default_auth);
 	int td15 = o->body_type == ATTEST_BODY_TD15;
@@ -169,18 +172,20 @@ int sim_quote_make(const struct sim_pki *p, const struct sim_quote_opts *o, uint
 		goto out;
 	}
 	if (auth_len > 0xffff) {
-		rc = tdxr_err_set(err, TDXR_EINVAL, "sim: QE auth data of %zu bytes does not fit a u16", auth_len);
+		rc = tdxr_err_set(err, TDXR_EINVAL, "sim: QE auth data of %zu bytes does not fit a u16",
+		                  auth_len);
 		goto out;
 	}
 
 	/* header */
 	if ((rc = put_u16(&q, o->version, err)) || (rc = put_u16(&q, o->att_key_type, err)) ||
 	    (rc = put_u32(&q, o->tee_type, err)) || (rc = put_u32(&q, 0, err)) ||
-	    (rc = tdxr_buf_append(&q, o->qe_vendor_id, 16, err)) || (rc = tdxr_buf_append(&q, o->user_data, 20, err)))
+	    (rc = tdxr_buf_append(&q, o->qe_vendor_id, 16, err)) ||
+	    (rc = tdxr_buf_append(&q, o->user_data, 20, err)))
 		goto out;
 	/* v5 body descriptor + body */
-	if (o->version == 5 && ((rc = put_u16(&q, (uint16_t)o->body_type, err)) ||
-				(rc = put_u32(&q, td15 ? 648u : 584u, err))))
+	if (o->version == 5 &&
+	    ((rc = put_u16(&q, (uint16_t)o->body_type, err)) || (rc = put_u32(&q, td15 ? 648u : 584u, err))))
 		goto out;
 	if ((rc = td_report_append(&q, &o->td, td15, err)))
 		goto out;
@@ -224,7 +229,8 @@ int sim_quote_make(const struct sim_pki *p, const struct sim_quote_opts *o, uint
 
 	/* certification data type 6: QE report, its signature, auth data, nested type 5 */
 	if ((rc = tdxr_buf_append(&cert, qe_raw, sizeof(qe_raw), err)) ||
-	    (rc = tdxr_buf_append(&cert, qe_sig, 64, err)) || (rc = put_u16(&cert, (uint16_t)auth_len, err)) ||
+	    (rc = tdxr_buf_append(&cert, qe_sig, 64, err)) ||
+	    (rc = put_u16(&cert, (uint16_t)auth_len, err)) ||
 	    (auth_len && (rc = tdxr_buf_append(&cert, auth, auth_len, err))) ||
 	    (rc = put_u16(&cert, o->inner_cert_type, err)) || (rc = put_u32(&cert, (uint32_t)pem_len, err)) ||
 	    (rc = tdxr_buf_append(&cert, pem, pem_len, err)))

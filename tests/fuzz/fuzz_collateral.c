@@ -48,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (attest_collateral_to_json(c, &back, NULL) == 0)
 		free(back);
 	if (quote) {
-		struct attest_input in = {0};
+		struct attest_input in = { 0 };
 		struct attest_verdict *v = NULL;
 
 		in.quote = quote;

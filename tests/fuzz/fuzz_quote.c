@@ -42,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	load_collateral();
 	if (attest_quote_parse(data, size, &q, NULL) == 0) {
 		if (coll) {
-			struct attest_input in = {0};
+			struct attest_input in = { 0 };
 			struct attest_verdict *v = NULL;
 			char *json = NULL;
 

@@ -29,9 +29,11 @@ static void ev_make(struct ev *e, const struct sim_opts *o)
 	if (sim_generate(o, &e->so, &err))
 		fail_msg("sim: %s", err.msg);
 	assert_int_equal(attest_collateral_parse((const uint8_t *)e->so->collateral_json,
-						 strlen(e->so->collateral_json), &e->coll, &err), 0);
+	                                         strlen(e->so->collateral_json), &e->coll, &err),
+	                 0);
 	assert_int_equal(attest_eventlog_parse_json((const uint8_t *)e->so->eventlog_json,
-						    strlen(e->so->eventlog_json), &e->log, &err), 0);
+	                                            strlen(e->so->eventlog_json), &e->log, &err),
+	                 0);
 	e->in.quote = e->so->quote;
 	e->in.quote_len = e->so->quote_len;
 	e->in.collateral = e->coll;
@@ -84,7 +86,7 @@ static void expect(const struct attest_input *in, const struct attest_policy *po
 static char *bundle_of(struct ev *e)
 {
 	struct attest_verdict *v = verify(&e->in, &e->pol);
-	struct attest_bundle_meta meta = {"local", "lease-1", "job-7", "00ff"};
+	struct attest_bundle_meta meta = { "local", "lease-1", "job-7", "00ff" };
 	char *b = NULL;
 
 	assert_true(v->ok);
@@ -117,7 +119,8 @@ static void bundle_reverifies_only_with_simulation_allowed_by_the_caller(void **
 	assert_string_equal(v->identity.compose_hash, v->identity.compose_hash);
 	attest_verdict_free(v);
 	/* Long after the collateral expired, at an explicit now, it no longer verifies. */
-	assert_int_equal(attest_bundle_verify((const uint8_t *)b, strlen(b), &caller, NOW + 90 * 86400, &v, NULL), 0);
+	assert_int_equal(
+	    attest_bundle_verify((const uint8_t *)b, strlen(b), &caller, NOW + 90 * 86400, &v, NULL), 0);
 	assert_false(v->ok);
 	attest_verdict_free(v);
 	free(b);
@@ -136,7 +139,7 @@ static void bundle_expectations_narrow_the_policy(void **state)
 	e.pol.expected_app_id = "0000000000000000000000000000000000000000";
 	{
 		struct attest_verdict *bad = verify(&e.in, &e.pol);
-		struct attest_bundle_meta meta = {0};
+		struct attest_bundle_meta meta = { 0 };
 
 		assert_false(bad->ok);
 		assert_int_equal(attest_bundle_write(&e.in, &e.pol, bad, &meta, &b, NULL), 0);
@@ -167,7 +170,7 @@ static void bundle_expectations_narrow_the_policy(void **state)
 
 static void tampered_bundles_fail_naming_the_step(void **state)
 {
-	static const char *const fields[] = {"quote", "event_log", "app_compose", "collateral", "root"};
+	static const char *const fields[] = { "quote", "event_log", "app_compose", "collateral", "root" };
 	struct ev e;
 	struct attest_policy caller;
 	size_t i;
@@ -194,8 +197,10 @@ static void tampered_bundles_fail_naming_the_step(void **state)
 
 			json_object_set_new(last, "event_payload", json_string("00"));
 		} else if (json_is_object(f) && strcmp(fields[i], "collateral") == 0) {
-			json_object_set_new(f, "tcb_info_signature", json_string(
-				"00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"));
+			json_object_set_new(
+			    f, "tcb_info_signature",
+			    json_string("00000000000000000000000000000000000000000000000000000000000000000000"
+			                "000000000000000000000000000000000000000000000000000000000000"));
 		} else if (json_is_object(f)) { /* root: someone else's root */
 			const uint8_t *d;
 			size_t n;
@@ -230,10 +235,15 @@ static void tampered_bundles_fail_naming_the_step(void **state)
 static void malformed_bundles_are_errors_not_verdicts(void **state)
 {
 	static const char *const bad[] = {
-		"", "[]", "{}", "{\"format\":\"x\"}",
+		"",
+		"[]",
+		"{}",
+		"{\"format\":\"x\"}",
 		"{\"format\":\"tdx-runner/attestation-bundle\",\"version\":2}",
-		"{\"format\":\"tdx-runner/attestation-bundle\",\"version\":1,\"verified_at\":5,\"quote\":\"zz\"}",
-		"{\"format\":\"tdx-runner/attestation-bundle\",\"version\":1,\"verified_at\":5,\"quote\":\"00\"}",
+		"{\"format\":\"tdx-runner/"
+		"attestation-bundle\",\"version\":1,\"verified_at\":5,\"quote\":\"zz\"}",
+		"{\"format\":\"tdx-runner/"
+		"attestation-bundle\",\"version\":1,\"verified_at\":5,\"quote\":\"00\"}",
 	};
 	size_t i;
 
@@ -241,8 +251,9 @@ static void malformed_bundles_are_errors_not_verdicts(void **state)
 		struct attest_verdict *v = NULL;
 		struct tdxr_err e;
 
-		assert_int_equal(attest_bundle_verify((const uint8_t *)bad[i], strlen(bad[i]), NULL, 0, &v, &e),
-				 TDXR_EINVAL);
+		assert_int_equal(
+		    attest_bundle_verify((const uint8_t *)bad[i], strlen(bad[i]), NULL, 0, &v, &e),
+		    TDXR_EINVAL);
 		assert_null(v);
 		assert_true(strncmp(e.msg, "bundle:", 7) == 0 || strncmp(e.msg, "collateral:", 11) == 0);
 	}
@@ -290,7 +301,7 @@ static void identity_and_measurements_are_bound(void **state)
 	struct ev e;
 	struct attest_verdict *v;
 	char app[41], mrtd[97], compose[65];
-	const char *mrtds[2] = {mrtd, NULL}, *others[2] = {"ab", NULL};
+	const char *mrtds[2] = { mrtd, NULL }, *others[2] = { "ab", NULL };
 
 	ev_default(&e);
 	v = verify(&e.in, &e.pol);
@@ -327,7 +338,8 @@ static void identity_and_measurements_are_bound(void **state)
 		sim_eventlog_opts_init(&lo);
 		lo.app_id[0] ^= 0xff;
 		assert_int_equal(sim_eventlog_make(&lo, &json, rt, NULL), 0);
-		assert_int_equal(attest_eventlog_parse_json((const uint8_t *)json, strlen(json), &other, NULL), 0);
+		assert_int_equal(
+		    attest_eventlog_parse_json((const uint8_t *)json, strlen(json), &other, NULL), 0);
 		e.in.eventlog = other;
 		expect(&e.in, &e.pol, "rtmr_replay:");
 		e.in.eventlog = mine;
@@ -363,7 +375,7 @@ static void stripped_event_log_vouches_for_rtmr3_only(void **state)
 		fail_msg("stripped log: %s", v->error);
 	assert_true(v->have_identity);
 	assert_true(strstr(v->steps[16].detail, "partial log") != NULL ||
-		    strstr(v->steps[15].detail, "partial log") != NULL);
+	            strstr(v->steps[15].detail, "partial log") != NULL);
 	attest_verdict_free(v);
 	/* ...but RTMR3 itself must still replay. */
 	e.log->events[0].digest[0] ^= 1;

@@ -59,7 +59,7 @@ static void buf_refuses_appends_past_its_cap_and_keeps_content(void **state)
 
 static void cursor_getters_fail_on_short_input_without_moving(void **state)
 {
-	static const uint8_t d[] = {1, 2, 3, 4, 5, 6, 7};
+	static const uint8_t d[] = { 1, 2, 3, 4, 5, 6, 7 };
 	struct tdxr_cur c;
 	uint16_t a;
 	uint32_t b;

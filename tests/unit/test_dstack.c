@@ -45,13 +45,13 @@ static uint8_t *shared_read(const char *rel, size_t *len)
 	return d;
 }
 
-#define SHARED_OR_SKIP(var, rel, lenp)                                              \
-	do {                                                                        \
-		(var) = shared_read((rel), (lenp));                                 \
-		if ((var) == NULL) {                                                \
-			print_message("skip: %s/%s absent\n", TDXR_SHARED_TESTDATA, (rel)); \
-			skip();                                                     \
-		}                                                                   \
+#define SHARED_OR_SKIP(var, rel, lenp)                                                                       \
+	do {                                                                                                 \
+		(var) = shared_read((rel), (lenp));                                                          \
+		if ((var) == NULL) {                                                                         \
+			print_message("skip: %s/%s absent\n", TDXR_SHARED_TESTDATA, (rel));                  \
+			skip();                                                                              \
+		}                                                                                            \
 	} while (0)
 
 static int evidence_str(const char *s, struct attest_evidence **e, struct tdxr_err *err)
@@ -62,7 +62,7 @@ static int evidence_str(const char *s, struct attest_evidence **e, struct tdxr_e
 static struct attest_evidence *evidence_ok(const uint8_t *p, size_t len)
 {
 	struct attest_evidence *e = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 
 	if (attest_evidence_parse(p, len, &e, &err) != 0)
 		fail_msg("evidence: %s", err.msg);
@@ -72,7 +72,7 @@ static struct attest_evidence *evidence_ok(const uint8_t *p, size_t len)
 static void expect_einval(const char *s, const char *needle)
 {
 	struct attest_evidence *e = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	int rc = evidence_str(s, &e, &err);
 
 	if (rc != TDXR_EINVAL)
@@ -85,7 +85,7 @@ static void expect_einval(const char *s, const char *needle)
 static struct attest_quote *quote_of(const uint8_t *bin, size_t len)
 {
 	struct attest_quote *q = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 
 	if (attest_quote_parse(bin, len, &q, &err) != 0)
 		fail_msg("quote: %s", err.msg);
@@ -140,7 +140,7 @@ static int manifest_entry(size_t idx, json_t *m)
 	struct attest_evidence *e = NULL, *dec = NULL;
 	struct attest_quote *q = NULL;
 	struct attest_dstack_identity id;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	uint8_t *d = NULL, *qf = NULL, *qbin = NULL, rtmr[4][48];
 	size_t len = 0, qlen = 0, qbin_len = 0, i, k;
 	int bad = 0;
@@ -182,7 +182,8 @@ static int manifest_entry(size_t idx, json_t *m)
 	}
 	v = json_object_get(m, "events");
 	if (v != NULL && (size_t)json_integer_value(v) != log->n) {
-		snprintf(rel, sizeof(rel), "%zu events, manifest says %lld", log->n, (long long)json_integer_value(v));
+		snprintf(rel, sizeof(rel), "%zu events, manifest says %lld", log->n,
+		         (long long)json_integer_value(v));
 		bad |= mf_fail(idx, "count:", rel);
 	}
 	if (attest_eventlog_check_digests(log, &err) != 0)
@@ -231,8 +232,7 @@ static int manifest_entry(size_t idx, json_t *m)
 	if (json_is_true(json_object_get(m, "compose_hash_is_sha256_app_compose"))) {
 		char h[65];
 
-		if (e == NULL || e->app_compose == NULL ||
-		    attest_dstack_identity_get(log, &id, &err) != 0) {
+		if (e == NULL || e->app_compose == NULL || attest_dstack_identity_get(log, &id, &err) != 0) {
 			bad |= mf_fail(idx, "no app_compose or identity", err.msg);
 		} else {
 			attest_compose_hash(e->app_compose, strlen(e->app_compose), h);
@@ -245,7 +245,7 @@ static int manifest_entry(size_t idx, json_t *m)
 		/* dstack: SHA-256(MRTD || RTMR0..2 || replayed RTMR3 [|| MRCONFIGID, MROWNER,
 		 * MROWNERCONFIG when any is non-zero]) */
 		EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-		uint8_t md[32], z[48] = {0};
+		uint8_t md[32], z[48] = { 0 };
 		char h[65];
 
 		EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
@@ -310,7 +310,7 @@ static void test_manifest_event_log_replays_all_pass(void **state)
 	for (i = 0; i < json_array_size(arr); i++)
 		failed += (size_t)manifest_entry(i, json_array_get(arr, i));
 	print_message("manifest event_log_replay: %zu of %zu pass\n", json_array_size(arr) - failed,
-		      json_array_size(arr));
+	              json_array_size(arr));
 	assert_int_equal(failed, 0);
 	json_decref(root);
 	free(d);
@@ -323,7 +323,7 @@ static void test_crabbox_info_identity_and_ratls_binding(void **state)
 	struct attest_evidence *e;
 	struct attest_dstack_identity id;
 	struct attest_quote *q;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	uint8_t *d, *ref, rd[64], rtmr[4][48];
 	size_t len, rlen, i;
 	char h[65];
@@ -349,7 +349,8 @@ static void test_crabbox_info_identity_and_ratls_binding(void **state)
 	assert_int_equal(attest_dstack_identity_get(e->eventlog, &id, &err), 0);
 	assert_string_equal(id.app_id, CRABBOX_APP_ID);
 	assert_string_equal(id.instance_id, e->instance_id);
-	assert_string_equal(id.os_image_hash, "de9c74f0c85d0820ce075cb4a99f8e39f7b681be632907c5bf8bdc95ea72feb9");
+	assert_string_equal(id.os_image_hash,
+	                    "de9c74f0c85d0820ce075cb4a99f8e39f7b681be632907c5bf8bdc95ea72feb9");
 	assert_true(id.system_ready);
 	assert_true(strncmp(id.key_provider, "{\"name\":\"kms\"", 13) == 0);
 	attest_compose_hash(e->app_compose, strlen(e->app_compose), h);
@@ -371,7 +372,7 @@ static void test_crabbox_info_identity_and_ratls_binding(void **state)
 static void test_phala_cloud_attestation_form(void **state)
 {
 	struct attest_evidence *e, *bad = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	json_t *info, *tcb, *resp, *certs;
 	uint8_t *d, *ref;
 	size_t len, rlen;
@@ -384,11 +385,12 @@ static void test_phala_cloud_attestation_form(void **state)
 	tcb = json_loads(json_string_value(json_object_get(info, "tcb_info")), 0, NULL);
 	assert_non_null(tcb);
 	qhex = tdxr_hex_strdup(ref, rlen);
-	certs = json_pack("[{s:{s:s},s:s,s:s,s:i},{s:{s:s},s:n,s:n,s:i}]", "subject", "common_name", "demo-cert",
-			  "quote", qhex, "app_id", CRABBOX_APP_ID, "position_in_chain", 0, "subject", "common_name",
-			  "Dstack App CA", "quote", "app_id", "position_in_chain", 1);
-	resp = json_pack("{s:s,s:b,s:b,s:n,s:O,s:O,s:s}", "name", "crabbox", "is_online", 1, "is_public", 1, "error",
-			 "app_certificates", certs, "tcb_info", tcb, "compose_file", "{}");
+	certs =
+	    json_pack("[{s:{s:s},s:s,s:s,s:i},{s:{s:s},s:n,s:n,s:i}]", "subject", "common_name", "demo-cert",
+	              "quote", qhex, "app_id", CRABBOX_APP_ID, "position_in_chain", 0, "subject",
+	              "common_name", "Dstack App CA", "quote", "app_id", "position_in_chain", 1);
+	resp = json_pack("{s:s,s:b,s:b,s:n,s:O,s:O,s:s}", "name", "crabbox", "is_online", 1, "is_public", 1,
+	                 "error", "app_certificates", certs, "tcb_info", tcb, "compose_file", "{}");
 	text = json_text(resp);
 	e = evidence_ok((const uint8_t *)text, strlen(text));
 	assert_memory_equal(e->quote, ref, rlen);
@@ -487,7 +489,7 @@ static void test_getquote_and_tappd_quote_forms(void **state)
 	free(text);
 	/* event_log as an array (simulator style) */
 	json_object_set_new(root, "event_log",
-			    json_loads(json_string_value(json_object_get(root, "event_log")), 0, NULL));
+	                    json_loads(json_string_value(json_object_get(root, "event_log")), 0, NULL));
 	text = json_text(root);
 	e = evidence_ok((const uint8_t *)text, strlen(text));
 	assert_int_equal(e->eventlog->n, 29);
@@ -532,7 +534,7 @@ static void test_scale_simulator_binary_hex_and_wrapped(void **state)
 static void test_scale_every_truncation_is_rejected(void **state)
 {
 	struct attest_evidence *e = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	uint8_t *d;
 	size_t len, cut;
 	int rc;
@@ -579,7 +581,7 @@ static void sb_u8(struct sb *s, uint8_t v)
 
 static void sb_u32(struct sb *s, uint32_t v)
 {
-	uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+	uint8_t b[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
 
 	sb_mem(s, b, 4);
 }
@@ -631,7 +633,7 @@ static void sb_head(struct sb *s, uint32_t nevents)
 
 static void sb_tail(struct sb *s)
 {
-	uint8_t rd[64] = {0};
+	uint8_t rd[64] = { 0 };
 
 	sb_mem(s, rd, 64);
 	sb_str(s, "{}");
@@ -645,7 +647,7 @@ static int sb_parse(struct sb *s, struct attest_evidence **e, struct tdxr_err *e
 static void test_scale_synthetic_shapes(void **state)
 {
 	struct attest_evidence *e = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	struct sb s;
 
 	(void)state;
@@ -747,7 +749,8 @@ static void test_scale_synthetic_shapes(void **state)
 
 /* Self-signed P-256 certificate; ext_der (a DER value) goes into extension oid
  * `copies` times. Returns PEM text; *key_out gets the key. */
-static char *make_cert(const char *oid, const uint8_t *ext_der, size_t ext_len, int copies, EVP_PKEY **key_out)
+static char *make_cert(const char *oid, const uint8_t *ext_der, size_t ext_len, int copies,
+                       EVP_PKEY **key_out)
 {
 	EVP_PKEY *key = EVP_EC_gen("P-256");
 	X509 *x = X509_new();
@@ -804,7 +807,7 @@ static void test_ratls_cert_extension_and_report_data(void **state)
 {
 	static const uint8_t fake_quote[] = "\x04\x00not really a quote, but the extension carries bytes";
 	struct attest_evidence *e = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	EVP_PKEY *key;
 	uint8_t der[256], rd[64], want[64], *spki = NULL, *in;
 	size_t dlen = der_octets(fake_quote, sizeof(fake_quote), der);
@@ -815,7 +818,8 @@ static void test_ratls_cert_extension_and_report_data(void **state)
 
 	(void)state;
 	pem = make_cert("1.3.6.1.4.1.62397.1.1", der, dlen, 1, &key);
-	o = json_pack("{s:s,s:s,s:s,s:s}", "app_id", "00ff", "instance_id", "", "app_cert", pem, "tcb_info", "");
+	o = json_pack("{s:s,s:s,s:s,s:s}", "app_id", "00ff", "instance_id", "", "app_cert", pem, "tcb_info",
+	              "");
 	text = json_text(o);
 	assert_int_equal(evidence_str(text, &e, &err), 0);
 	assert_int_equal(e->quote_len, sizeof(fake_quote));
@@ -921,7 +925,7 @@ static void test_ratls_cert_extension_and_report_data(void **state)
 		assert_int_equal(attest_ratls_report_data(junk, sizeof(junk), rd, &err), TDXR_EINVAL);
 		assert_non_null(strstr(err.msg, "NUL"));
 		assert_int_equal(attest_ratls_report_data("text\n-----BEGIN CERTIFICATE-----", 32, rd, &err),
-				 TDXR_EINVAL);
+		                 TDXR_EINVAL);
 		assert_non_null(strstr(err.msg, "does not start"));
 	}
 	expect_einval("{\"app_cert\":\"not a pem\"}", "app_cert");
@@ -931,12 +935,13 @@ static void test_ratls_cert_extension_and_report_data(void **state)
 
 static void test_identity_ignores_events_after_system_ready(void **state)
 {
-	static const char *const ev[] = {"system-preparing", "", "app-id", "\x01\x02", "compose-hash", "\xaa",
-					 "key-provider", "{\"name\":\"kms\"}", "system-ready", "",
-					 "app-id", "\x66\x66", "instance-id", "\x77"};
+	static const char *const ev[] = { "system-preparing", "",     "app-id",       "\x01\x02",
+		                          "compose-hash",     "\xaa", "key-provider", "{\"name\":\"kms\"}",
+		                          "system-ready",     "",     "app-id",       "\x66\x66",
+		                          "instance-id",      "\x77" };
 	struct attest_eventlog *log = runtime_log(ev, 7);
 	struct attest_dstack_identity id;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 
 	(void)state;
 	assert_int_equal(attest_dstack_identity_get(log, &id, &err), 0);
@@ -951,11 +956,11 @@ static void test_identity_ignores_events_after_system_ready(void **state)
 
 static void test_identity_duplicate_before_system_ready_is_rejected(void **state)
 {
-	static const char *const ev[] = {"app-id", "\x01", "compose-hash", "\xaa", "app-id", "\x02",
-					 "system-ready", ""};
+	static const char *const ev[] = { "app-id", "\x01", "compose-hash", "\xaa",
+		                          "app-id", "\x02", "system-ready", "" };
 	struct attest_eventlog *log = runtime_log(ev, 4);
 	struct attest_dstack_identity id;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 
 	(void)state;
 	memset(&id, 0x41, sizeof(id));
@@ -967,10 +972,10 @@ static void test_identity_duplicate_before_system_ready_is_rejected(void **state
 
 static void test_identity_only_counts_rtmr3_runtime_events(void **state)
 {
-	static const char *const ev[] = {"app-id", "\x01", "app-id", "\x02", "compose-hash", "\x03"};
+	static const char *const ev[] = { "app-id", "\x01", "app-id", "\x02", "compose-hash", "\x03" };
 	struct attest_eventlog *log = runtime_log(ev, 3);
 	struct attest_dstack_identity id;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	uint8_t big[65];
 
 	(void)state;
@@ -1006,15 +1011,16 @@ static void test_compose_hash_is_sha256_hex(void **state)
 static void test_malformed_evidence_is_rejected(void **state)
 {
 	struct attest_evidence *e = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 
 	(void)state;
 	expect_einval("", "empty");
 	expect_einval("   \n", "empty");
 	expect_einval("[]", "not an object");
 	expect_einval("{}", "none of");
-	expect_einval("{\"name\":\"x\",\"error\":\"CVM is offline\",\"app_certificates\":null,\"tcb_info\":null}",
-		      "CVM is offline");
+	expect_einval(
+	    "{\"name\":\"x\",\"error\":\"CVM is offline\",\"app_certificates\":null,\"tcb_info\":null}",
+	    "CVM is offline");
 	expect_einval("{\"quote\":\"zz\"}", "not valid hex");
 	expect_einval("{\"quote\":\"abc\"}", "not valid hex");
 	expect_einval("{\"quote\":\"\"}", "empty");
@@ -1029,7 +1035,7 @@ static void test_malformed_evidence_is_rejected(void **state)
 	expect_einval("{\"tcb_info\":{\"app_compose\":7}}", "app_compose");
 	expect_einval("{\"quote\":\"00\",\"app_id\":\"xyz\"}", "app_id is not hex");
 	expect_einval("{\"quote\":\"00\",\"app_id\":\"00\",\"app_certificates\":[{\"app_id\":\"01\"}]}",
-		      "two different app_id");
+	              "two different app_id");
 	expect_einval("{\"app_certificates\":{}}", "not an array");
 	expect_einval("{\"app_certificates\":[1]}", "not an object");
 	expect_einval("{\"quote\":\"00\",\"quote\":\"00\"}", "invalid JSON");
@@ -1053,7 +1059,7 @@ static void test_malformed_evidence_is_rejected(void **state)
 		free(s);
 	}
 	assert_int_equal(attest_evidence_parse((const uint8_t *)"{}", TDXR_CAP_EVENTLOG + 1u, &e, &err),
-			 TDXR_ETOOBIG);
+	                 TDXR_ETOOBIG);
 	/* the minimal valid GetQuote shape */
 	assert_int_equal(evidence_str("{\"quote\":\"0400\",\"event_log\":\"[]\"}", &e, &err), 0);
 	assert_int_equal(e->quote_len, 2);

@@ -38,13 +38,13 @@ static uint8_t *shared_read(const char *rel, size_t *len)
 	return d;
 }
 
-#define SHARED_OR_SKIP(var, rel, lenp)                                              \
-	do {                                                                        \
-		(var) = shared_read((rel), (lenp));                                 \
-		if ((var) == NULL) {                                                \
-			print_message("skip: %s/%s absent\n", TDXR_SHARED_TESTDATA, (rel)); \
-			skip();                                                     \
-		}                                                                   \
+#define SHARED_OR_SKIP(var, rel, lenp)                                                                       \
+	do {                                                                                                 \
+		(var) = shared_read((rel), (lenp));                                                          \
+		if ((var) == NULL) {                                                                         \
+			print_message("skip: %s/%s absent\n", TDXR_SHARED_TESTDATA, (rel));                  \
+			skip();                                                                              \
+		}                                                                                            \
 	} while (0)
 
 static void hex48(const char *hex, uint8_t out[48])
@@ -65,7 +65,7 @@ static void quote_rtmrs(const uint8_t *qfile, size_t qlen, uint8_t rtmr[4][48])
 	struct attest_quote *q = NULL;
 	uint8_t *bin = NULL;
 	size_t bin_len = 0;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 
 	assert_int_equal(attest_quote_load(qfile, qlen, &bin, &bin_len, &err), 0);
 	if (attest_quote_parse(bin, bin_len, &q, &err) != 0)
@@ -107,10 +107,10 @@ static char *synthetic_log(void)
 		const char *name;
 		const char *pl_hex;
 	} rt[] = {
-		{"system-preparing", ""},
-		{"app-id", "0102030405060708090a0b0c0d0e0f1011121314"},
-		{"compose-hash", "aa"},
-		{"system-ready", ""},
+		{ "system-preparing", "" },
+		{ "app-id", "0102030405060708090a0b0c0d0e0f1011121314" },
+		{ "compose-hash", "aa" },
+		{ "system-ready", "" },
 	};
 	uint8_t pl[64], d[48];
 	char hex[97];
@@ -121,16 +121,18 @@ static char *synthetic_log(void)
 	for (i = 0; i < 2; i++) {
 		memset(d, (int)(0x11 * (i + 1)), sizeof(d));
 		tdxr_hex_encode(d, 48, hex);
-		json_array_append_new(arr, json_pack("{s:i,s:i,s:s,s:s,s:s}", "imr", (int)i, "event_type", 4,
-						     "digest", hex, "event", "", "event_payload", "00000000"));
+		json_array_append_new(arr,
+		                      json_pack("{s:i,s:i,s:s,s:s,s:s}", "imr", (int)i, "event_type", 4,
+		                                "digest", hex, "event", "", "event_payload", "00000000"));
 	}
 	for (i = 0; i < sizeof(rt) / sizeof(rt[0]); i++) {
-		assert_int_equal(tdxr_hex_decode(rt[i].pl_hex, strlen(rt[i].pl_hex), pl, sizeof(pl), &pl_len), 0);
+		assert_int_equal(tdxr_hex_decode(rt[i].pl_hex, strlen(rt[i].pl_hex), pl, sizeof(pl), &pl_len),
+		                 0);
 		runtime_digest(rt[i].name, pl, pl_len, d);
 		tdxr_hex_encode(d, 48, hex);
 		json_array_append_new(arr, json_pack("{s:i,s:I,s:s,s:s,s:s}", "imr", 3, "event_type",
-						     (json_int_t)RUNTIME, "digest", hex, "event", rt[i].name,
-						     "event_payload", rt[i].pl_hex));
+		                                     (json_int_t)RUNTIME, "digest", hex, "event", rt[i].name,
+		                                     "event_payload", rt[i].pl_hex));
 	}
 	out = json_dumps(arr, JSON_COMPACT);
 	json_decref(arr);
@@ -166,17 +168,19 @@ struct json_vec {
 	const char *const *names;
 };
 
-static const char *const names_quote_report[] = {"system-preparing", "app-id", "compose-hash",
-						  "instance-id", "boot-mr-done", "key-provider",
-						  "system-ready", "LIUM_MINER_HOTKEY", NULL};
-static const char *const names_lite[] = {"system-preparing", "app-id", "compose-hash", "instance-id",
-					 "boot-mr-done", "os-image-hash", "key-provider", "storage-fs",
-					 "system-ready", NULL};
+static const char *const names_quote_report[] = {
+	"system-preparing", "app-id",       "compose-hash",      "instance-id", "boot-mr-done",
+	"key-provider",     "system-ready", "LIUM_MINER_HOTKEY", NULL
+};
+static const char *const names_lite[] = {
+	"system-preparing", "app-id",       "compose-hash", "instance-id",  "boot-mr-done",
+	"os-image-hash",    "key-provider", "storage-fs",   "system-ready", NULL
+};
 
 static void check_json_vector(const struct json_vec *v)
 {
 	struct attest_eventlog *log = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	uint8_t *d, want[4][48], got[4][48], r3[48];
 	size_t len, i, k = 0;
 	json_t *root, *el, *q;
@@ -189,7 +193,7 @@ static void check_json_vector(const struct json_vec *v)
 	q = json_object_get(root, "quote");
 	assert_true(json_is_string(el) && json_is_string(q));
 	if (attest_eventlog_parse_json((const uint8_t *)json_string_value(el), json_string_length(el), &log,
-				       &err) != 0)
+	                               &err) != 0)
 		fail_msg("%s: %s", v->file, err.msg);
 	assert_int_equal(log->n, v->events);
 	assert_int_equal(attest_eventlog_check_digests(log, &err), 0);
@@ -214,10 +218,10 @@ static void check_json_vector(const struct json_vec *v)
 
 static void test_json_log_replays_to_quote_rtmrs(void **state)
 {
-	static const struct json_vec v = {
-		"tdx/dstack/verifier-quote-report.json", 28,
-		"0f787c3877f3e95095d5a4d13dd0fe0233803b30120d8469866719dc28f519ce021fe1e53459121e7a5a4443147185a8",
-		names_quote_report};
+	static const struct json_vec v = { "tdx/dstack/verifier-quote-report.json", 28,
+		                           "0f787c3877f3e95095d5a4d13dd0fe0233803b30120d8469866719dc28f519ce0"
+		                           "21fe1e53459121e7a5a4443147185a8",
+		                           names_quote_report };
 
 	(void)state;
 	check_json_vector(&v);
@@ -226,10 +230,10 @@ static void test_json_log_replays_to_quote_rtmrs(void **state)
 static void test_stripped_json_log_computes_runtime_digests(void **state)
 {
 	/* GetQuote logs strip runtime digests ("") and boot payloads; RTMR0-3 still replay. */
-	static const struct json_vec v = {
-		"tdx/dstack/verifier-tdx-lite-getquote.json", 29,
-		"6f24c170d0fd63fc2b1b53202eea47b013978437fa6982cf5e0438ff95c208994aaa0f4ebab2e3a66824b5b56869137e",
-		names_lite};
+	static const struct json_vec v = { "tdx/dstack/verifier-tdx-lite-getquote.json", 29,
+		                           "6f24c170d0fd63fc2b1b53202eea47b013978437fa6982cf5e0438ff95c208994"
+		                           "aaa0f4ebab2e3a66824b5b56869137e",
+		                           names_lite };
 
 	(void)state;
 	check_json_vector(&v);
@@ -240,7 +244,7 @@ static void test_stripped_json_log_computes_runtime_digests(void **state)
 static void test_ccel_go_tdx_guest_replays_to_quote(void **state)
 {
 	struct attest_eventlog *log = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	uint8_t *d, *q, want[4][48], got[4][48];
 	size_t len, qlen, i;
 
@@ -267,8 +271,8 @@ static void test_ccel_go_tdx_guest_replays_to_quote(void **state)
 static void test_ccel_dstack_replays_to_listed_rtmrs(void **state)
 {
 	struct attest_eventlog *log = NULL;
-	struct tdxr_err err = {0};
-	uint8_t *d, got[4][48], r0[48], r1[48], zero[48] = {0};
+	struct tdxr_err err = { 0 };
+	uint8_t *d, got[4][48], r0[48], r1[48], zero[48] = { 0 };
 	size_t len;
 
 	(void)state;
@@ -277,8 +281,12 @@ static void test_ccel_dstack_replays_to_listed_rtmrs(void **state)
 		fail_msg("%s", err.msg);
 	assert_int_equal(log->n, 18);
 	assert_int_equal(attest_eventlog_replay(log, got, &err), 0);
-	hex48("274c2344116db7c663470693b5ba62b8621eac28cb41d2f816ddf188f9f423f900a1c44d32386fd3c993dc814e62af9d", r0);
-	hex48("bdcf4ee0f7fdfe7c73fbb19ded73193aee23a6726b86d3b282ea097cf4c9ed7a0db21b5c1ccd513e410d90e310836b26", r1);
+	hex48("274c2344116db7c663470693b5ba62b8621eac28cb41d2f816ddf188f9f423f900a1c44d32386fd3c993dc814e62af"
+	      "9d",
+	      r0);
+	hex48("bdcf4ee0f7fdfe7c73fbb19ded73193aee23a6726b86d3b282ea097cf4c9ed7a0db21b5c1ccd513e410d90e310836b"
+	      "26",
+	      r1);
 	assert_memory_equal(got[0], r0, 48);
 	assert_memory_equal(got[1], r1, 48);
 	assert_memory_equal(got[2], zero, 48);
@@ -290,7 +298,7 @@ static void test_ccel_dstack_replays_to_listed_rtmrs(void **state)
 static void test_ccel_truncated_anywhere_is_rejected(void **state)
 {
 	struct attest_eventlog *log = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	uint8_t *d;
 	size_t len, cut, rejected = 0, accepted = 0;
 	int rc;
@@ -350,7 +358,7 @@ static void cb_mem(struct ccel_b *c, const void *p, size_t n)
 
 static void cb_header(struct ccel_b *c, uint16_t alg, uint16_t size)
 {
-	uint8_t z[20] = {0};
+	uint8_t z[20] = { 0 };
 
 	cb_u32(c, 0);
 	cb_u32(c, 3);
@@ -390,8 +398,8 @@ static int ccel_parse(struct ccel_b *c, struct attest_eventlog **log, struct tdx
 static void test_ccel_synthetic_replay_and_terminators(void **state)
 {
 	struct attest_eventlog *log = NULL;
-	struct tdxr_err err = {0};
-	struct ccel_b c = {.n = 0};
+	struct tdxr_err err = { 0 };
+	struct ccel_b c = { .n = 0 };
 	uint8_t got[4][48], want[48], buf[96];
 	size_t i;
 
@@ -438,7 +446,7 @@ static void test_ccel_synthetic_replay_and_terminators(void **state)
 static void test_ccel_malformed_is_rejected(void **state)
 {
 	struct attest_eventlog *log = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	struct ccel_b c;
 	size_t mark;
 
@@ -492,7 +500,7 @@ static void test_ccel_malformed_is_rejected(void **state)
 static void test_tampered_runtime_payload_fails_check_naming_event(void **state)
 {
 	struct attest_eventlog *log = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	char *text = synthetic_log(), *bad;
 
 	(void)state;
@@ -514,7 +522,7 @@ static void test_tampered_runtime_payload_fails_check_naming_event(void **state)
 static void test_tampered_real_runtime_event_fails_check(void **state)
 {
 	struct attest_eventlog *log = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	uint8_t *d;
 	size_t len;
 	json_t *root;
@@ -535,7 +543,7 @@ static void test_tampered_real_runtime_event_fails_check(void **state)
 static void test_tampered_digest_changes_replay(void **state)
 {
 	struct attest_eventlog *log = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	uint8_t a[4][48], b[4][48];
 	char *text = synthetic_log();
 
@@ -564,8 +572,8 @@ static void test_tampered_digest_changes_replay(void **state)
 static void test_replay_is_sha384_extend_from_zero(void **state)
 {
 	struct attest_eventlog *log = NULL;
-	struct tdxr_err err = {0};
-	uint8_t got[4][48], buf[96], want[48], zero[48] = {0};
+	struct tdxr_err err = { 0 };
+	uint8_t got[4][48], buf[96], want[48], zero[48] = { 0 };
 	char *text = synthetic_log();
 
 	(void)state;
@@ -586,23 +594,24 @@ static void test_replay_is_sha384_extend_from_zero(void **state)
 static void test_empty_runtime_digest_is_computed_other_empty_rejected(void **state)
 {
 	struct attest_eventlog *log = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	uint8_t want[48];
 
 	(void)state;
-	assert_int_equal(parse_str("[{\"imr\":3,\"event_type\":134217729,\"digest\":\"\",\"event\":\"app-id\","
-				   "\"event_payload\":\"abcd\"}]",
-				   &log, &err),
-			 0);
+	assert_int_equal(
+	    parse_str("[{\"imr\":3,\"event_type\":134217729,\"digest\":\"\",\"event\":\"app-id\","
+	              "\"event_payload\":\"abcd\"}]",
+	              &log, &err),
+	    0);
 	runtime_digest("app-id", (const uint8_t *)"\xab\xcd", 2, want);
 	assert_memory_equal(log->events[0].digest, want, 48);
 	assert_int_equal(attest_eventlog_check_digests(log, &err), 0);
 	attest_eventlog_free(log);
 	log = NULL;
 	assert_int_equal(parse_str("[{\"imr\":0,\"event_type\":4,\"digest\":\"\",\"event\":\"\","
-				   "\"event_payload\":\"\"}]",
-				   &log, &err),
-			 TDXR_EINVAL);
+	                           "\"event_payload\":\"\"}]",
+	                           &log, &err),
+	                 TDXR_EINVAL);
 	assert_non_null(strstr(err.msg, "event 0"));
 	assert_null(log);
 }
@@ -612,7 +621,7 @@ static void test_empty_runtime_digest_is_computed_other_empty_rejected(void **st
 static void test_to_json_round_trips(void **state)
 {
 	struct attest_eventlog *a = NULL, *b = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	char *text = synthetic_log(), *j1 = NULL, *j2 = NULL;
 	uint8_t *d;
 	size_t len, i;
@@ -655,7 +664,7 @@ static void test_to_json_round_trips(void **state)
 static void expect_einval(const char *json, const char *needle)
 {
 	struct attest_eventlog *log = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	int rc = parse_str(json, &log, &err);
 
 	if (rc != TDXR_EINVAL)
@@ -676,53 +685,65 @@ static void test_malformed_json_logs_are_rejected(void **state)
 	expect_einval("[1]", "event 0 is not a JSON object");
 	expect_einval("[] trailing", "invalid JSON");
 	expect_einval("[{\"event_type\":4,\"digest\":\"" D96 "\",\"event\":\"\",\"event_payload\":\"\"}]",
-		      "no \"imr\"");
+	              "no \"imr\"");
 	expect_einval("[{\"imr\":0,\"digest\":\"" D96 "\",\"event\":\"\",\"event_payload\":\"\"}]",
-		      "no \"event_type\"");
-	expect_einval("[{\"imr\":0,\"event_type\":4,\"event\":\"\",\"event_payload\":\"\"}]", "no \"digest\"");
+	              "no \"event_type\"");
+	expect_einval("[{\"imr\":0,\"event_type\":4,\"event\":\"\",\"event_payload\":\"\"}]",
+	              "no \"digest\"");
 	expect_einval("[{\"imr\":0,\"event_type\":4,\"digest\":\"" D96 "\",\"event_payload\":\"\"}]",
-		      "no \"event\"");
+	              "no \"event\"");
 	expect_einval("[{\"imr\":0,\"event_type\":4,\"digest\":\"" D96 "\",\"event\":\"\"}]",
-		      "no \"event_payload\"");
-	expect_einval("[{\"imr\":4,\"event_type\":4,\"digest\":\"" D96 "\",\"event\":\"\",\"event_payload\":\"\"}]",
-		      "\"imr\" 4 is out of range");
-	expect_einval("[{\"imr\":-1,\"event_type\":4,\"digest\":\"" D96 "\",\"event\":\"\",\"event_payload\":\"\"}]",
-		      "out of range");
-	expect_einval("[{\"imr\":\"0\",\"event_type\":4,\"digest\":\"" D96 "\",\"event\":\"\",\"event_payload\":\"\"}]",
-		      "not an integer");
+	              "no \"event_payload\"");
+	expect_einval("[{\"imr\":4,\"event_type\":4,\"digest\":\"" D96
+	              "\",\"event\":\"\",\"event_payload\":\"\"}]",
+	              "\"imr\" 4 is out of range");
+	expect_einval("[{\"imr\":-1,\"event_type\":4,\"digest\":\"" D96
+	              "\",\"event\":\"\",\"event_payload\":\"\"}]",
+	              "out of range");
+	expect_einval("[{\"imr\":\"0\",\"event_type\":4,\"digest\":\"" D96
+	              "\",\"event\":\"\",\"event_payload\":\"\"}]",
+	              "not an integer");
 	expect_einval("[{\"imr\":0,\"event_type\":4294967296,\"digest\":\"" D96
-		      "\",\"event\":\"\",\"event_payload\":\"\"}]",
-		      "out of range");
-	expect_einval("[{\"imr\":0,\"event_type\":1.5,\"digest\":\"" D96 "\",\"event\":\"\",\"event_payload\":\"\"}]",
-		      "not an integer");
+	              "\",\"event\":\"\",\"event_payload\":\"\"}]",
+	              "out of range");
+	expect_einval("[{\"imr\":0,\"event_type\":1.5,\"digest\":\"" D96
+	              "\",\"event\":\"\",\"event_payload\":\"\"}]",
+	              "not an integer");
 	/* wrong digest lengths: SHA-256 sized, one digit short */
-	expect_einval("[{\"imr\":0,\"event_type\":4,\"digest\":\"" D96 "\",\"event\":\"\",\"event_payload\":\"\"},"
-		      "{\"imr\":0,\"event_type\":4,\"digest\":\"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\","
-		      "\"event\":\"\",\"event_payload\":\"\"}]",
-		      "event 1: \"digest\" has 64 hex digits, expected 96");
-	expect_einval("[{\"imr\":0,\"event_type\":4,\"digest\":\"" D96 "0\",\"event\":\"\",\"event_payload\":\"\"}]",
-		      "97 hex digits");
+	expect_einval("[{\"imr\":0,\"event_type\":4,\"digest\":\"" D96
+	              "\",\"event\":\"\",\"event_payload\":\"\"},"
+	              "{\"imr\":0,\"event_type\":4,\"digest\":"
+	              "\"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\","
+	              "\"event\":\"\",\"event_payload\":\"\"}]",
+	              "event 1: \"digest\" has 64 hex digits, expected 96");
+	expect_einval("[{\"imr\":0,\"event_type\":4,\"digest\":\"" D96
+	              "0\",\"event\":\"\",\"event_payload\":\"\"}]",
+	              "97 hex digits");
 	/* bad hex */
-	expect_einval("[{\"imr\":0,\"event_type\":4,\"digest\":\"" D96 "\",\"event\":\"\",\"event_payload\":\"0g\"}]",
-		      "\"event_payload\" is not valid hex");
-	expect_einval("[{\"imr\":0,\"event_type\":4,\"digest\":\"" D96 "\",\"event\":\"\",\"event_payload\":\"abc\"}]",
-		      "not valid hex");
-	expect_einval("[{\"imr\":0,\"event_type\":4,\"digest\":\"zz" D96 "\",\"event\":\"\",\"event_payload\":\"\"}]",
-		      NULL);
-	expect_einval("[{\"imr\":0,\"event_type\":4,\"digest\":\"" "0x" D96 "\",\"event\":\"\",\"event_payload\":\"\"}]",
-		      NULL);
+	expect_einval("[{\"imr\":0,\"event_type\":4,\"digest\":\"" D96
+	              "\",\"event\":\"\",\"event_payload\":\"0g\"}]",
+	              "\"event_payload\" is not valid hex");
+	expect_einval("[{\"imr\":0,\"event_type\":4,\"digest\":\"" D96
+	              "\",\"event\":\"\",\"event_payload\":\"abc\"}]",
+	              "not valid hex");
+	expect_einval("[{\"imr\":0,\"event_type\":4,\"digest\":\"zz" D96
+	              "\",\"event\":\"\",\"event_payload\":\"\"}]",
+	              NULL);
+	expect_einval("[{\"imr\":0,\"event_type\":4,\"digest\":\""
+	              "0x" D96 "\",\"event\":\"\",\"event_payload\":\"\"}]",
+	              NULL);
 	/* NUL in a name, duplicate keys, unsupported version */
 	expect_einval("[{\"imr\":0,\"event_type\":4,\"digest\":\"" D96
-		      "\",\"event\":\"a\\u0000b\",\"event_payload\":\"\"}]",
-		      NULL);
+	              "\",\"event\":\"a\\u0000b\",\"event_payload\":\"\"}]",
+	              NULL);
 	expect_einval("[{\"imr\":0,\"imr\":1,\"event_type\":4,\"digest\":\"" D96
-		      "\",\"event\":\"\",\"event_payload\":\"\"}]",
-		      "invalid JSON");
+	              "\",\"event\":\"\",\"event_payload\":\"\"}]",
+	              "invalid JSON");
 	expect_einval("[{\"imr\":3,\"event_type\":134217729,\"digest\":\"" D96
-		      "\",\"event\":\"x\",\"event_payload\":\"\",\"version\":2}]",
-		      "version");
+	              "\",\"event\":\"x\",\"event_payload\":\"\",\"version\":2}]",
+	              "version");
 	expect_einval("[{\"imr\":0,\"event_type\":4,\"digest\":5,\"event\":\"\",\"event_payload\":\"\"}]",
-		      "\"digest\" is not a string");
+	              "\"digest\" is not a string");
 }
 
 static void test_huge_event_count_is_rejected(void **state)
@@ -746,14 +767,15 @@ static void test_huge_event_count_is_rejected(void **state)
 static void test_oversized_input_is_too_big(void **state)
 {
 	struct attest_eventlog *log = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 
 	(void)state;
 	/* the cap is checked before the bytes are read, so a short buffer suffices */
-	assert_int_equal(attest_eventlog_parse_json((const uint8_t *)"[]", TDXR_CAP_EVENTLOG + 1u, &log, &err),
-			 TDXR_ETOOBIG);
+	assert_int_equal(
+	    attest_eventlog_parse_json((const uint8_t *)"[]", TDXR_CAP_EVENTLOG + 1u, &log, &err),
+	    TDXR_ETOOBIG);
 	assert_int_equal(attest_eventlog_parse_ccel((const uint8_t *)"", TDXR_CAP_EVENTLOG + 1u, &log, &err),
-			 TDXR_ETOOBIG);
+	                 TDXR_ETOOBIG);
 	assert_null(log);
 }
 

@@ -44,13 +44,14 @@
 #define SGX_COLL TDXR_SHARED_TESTDATA "/tdx/dcap-qvl/sgx_quote_collateral.json"
 #define PCS_SERVER TDXR_SOURCE_DIR "/tests/integration/pcs_server.py"
 #define TDX_FMSPC "B0C06F000000"
-#define TDX_NOW 1751623200        /* manifest.json: inside the collateral's window */
-#define TDX_EXPIRY 1752919235     /* PCK CRL nextUpdate 2025-07-19T10:00:35Z, the earliest */
-#define SGX_EXPIRY 1752919278     /* QE identity nextUpdate 2025-07-19T10:01:18Z */
+#define TDX_NOW 1751623200    /* manifest.json: inside the collateral's window */
+#define TDX_EXPIRY 1752919235 /* PCK CRL nextUpdate 2025-07-19T10:00:35Z, the earliest */
+#define SGX_EXPIRY 1752919278 /* QE identity nextUpdate 2025-07-19T10:01:18Z */
 
 static const char *const FIELDS[] = {
-	"pck_crl_issuer_chain", "root_ca_crl", "pck_crl", "tcb_info_issuer_chain", "tcb_info",
-	"tcb_info_signature", "qe_identity_issuer_chain", "qe_identity", "qe_identity_signature",
+	"pck_crl_issuer_chain",     "root_ca_crl", "pck_crl",
+	"tcb_info_issuer_chain",    "tcb_info",    "tcb_info_signature",
+	"qe_identity_issuer_chain", "qe_identity", "qe_identity_signature",
 };
 
 /* ================================================================= helpers */
@@ -107,13 +108,16 @@ static void test_url_build_normalises_base(void **state)
 	assert_int_equal(attest_fetch_url_build(NULL, "tdx", "tcb?fmspc=00", &u, NULL), 0);
 	assert_string_equal(u, "https://api.trustedservices.intel.com/tdx/certification/v4/tcb?fmspc=00");
 	free(u);
-	assert_int_equal(attest_fetch_url_build("https://pccs.example:8081/", "sgx", "rootcacrl", &u, NULL), 0);
+	assert_int_equal(attest_fetch_url_build("https://pccs.example:8081/", "sgx", "rootcacrl", &u, NULL),
+	                 0);
 	assert_string_equal(u, "https://pccs.example:8081/sgx/certification/v4/rootcacrl");
 	free(u);
-	assert_int_equal(attest_fetch_url_build("https://p.example/sgx/certification/v4/", "tdx", "x", &u, NULL), 0);
+	assert_int_equal(
+	    attest_fetch_url_build("https://p.example/sgx/certification/v4/", "tdx", "x", &u, NULL), 0);
 	assert_string_equal(u, "https://p.example/tdx/certification/v4/x");
 	free(u);
-	assert_int_equal(attest_fetch_url_build("https://p.example/tdx/certification/v4", "sgx", "y", &u, NULL), 0);
+	assert_int_equal(
+	    attest_fetch_url_build("https://p.example/tdx/certification/v4", "sgx", "y", &u, NULL), 0);
 	assert_string_equal(u, "https://p.example/sgx/certification/v4/y");
 	free(u);
 	assert_int_equal(attest_fetch_url_build("https://p.example/pccs", "sgx", "y", &u, NULL), 0);
@@ -163,12 +167,12 @@ static void test_url_check_https_or_loopback_only(void **state)
 static void test_header_get_is_case_insensitive_and_exact(void **state)
 {
 	static const char h[] = "HTTP/1.1 200 OK\r\n"
-				"Content-Type: application/json\r\n"
-				"SGX-TCB-Info-Issuer-Chain: old\r\n"
-				"tcb-info-issuer-chain:   new%20value \t\r\n"
-				"Retry-After: 7\n"
-				"Empty:\r\n"
-				"\r\n";
+	                        "Content-Type: application/json\r\n"
+	                        "SGX-TCB-Info-Issuer-Chain: old\r\n"
+	                        "tcb-info-issuer-chain:   new%20value \t\r\n"
+	                        "Retry-After: 7\n"
+	                        "Empty:\r\n"
+	                        "\r\n";
 	char *v = NULL;
 
 	(void)state;
@@ -184,7 +188,8 @@ static void test_header_get_is_case_insensitive_and_exact(void **state)
 	assert_int_equal(attest_fetch_header_get(h, strlen(h), "Empty", &v, NULL), 0);
 	assert_string_equal(v, "");
 	free(v);
-	assert_int_equal(attest_fetch_header_get(h, strlen(h), "Info-Issuer-Chain", &v, NULL), TDXR_ENOTFOUND);
+	assert_int_equal(attest_fetch_header_get(h, strlen(h), "Info-Issuer-Chain", &v, NULL),
+	                 TDXR_ENOTFOUND);
 	assert_null(v);
 	/* the block is bounded by len, not by a NUL */
 	assert_int_equal(attest_fetch_header_get(h, 20, "Content-Type", &v, NULL), TDXR_ENOTFOUND);
@@ -203,7 +208,7 @@ static void test_header_get_rejects_nul_in_value(void **state)
 static void test_pct_decode_like_decodeURIComponent(void **state)
 {
 	static const char enc[] = "-----BEGIN%20CERTIFICATE-----%0AMI+I%2B%2fx";
-	static const char *const bad[] = {"%", "%4", "%G1", "a%0", "%00", "x%zz"};
+	static const char *const bad[] = { "%", "%4", "%G1", "a%0", "%00", "x%zz" };
 	char *o = NULL;
 	size_t n, i;
 
@@ -242,11 +247,13 @@ static void test_json_span_finds_exact_top_level_bytes(void **state)
 	assert_string_equal(s, "{\"a\":1}");
 	/* whitespace around tokens is not part of the span; inside it is kept */
 	assert_int_equal(span(" \n{ \"signature\" : \"x\" ,\r\n \"tcbInfo\" :\t{ \"a\" : [ 1 , {} ] } }\n",
-			      "tcbInfo", s, sizeof(s)), 0);
+	                      "tcbInfo", s, sizeof(s)),
+	                 0);
 	assert_string_equal(s, "{ \"a\" : [ 1 , {} ] }");
 	/* braces, brackets and escaped quotes inside strings do not count */
 	assert_int_equal(span("{\"a\":\"}]\\\"{\",\"enclaveIdentity\":{\"k\":\"}\\\\\",\"l\":[\"]\"]}}",
-			      "enclaveIdentity", s, sizeof(s)), 0);
+	                      "enclaveIdentity", s, sizeof(s)),
+	                 0);
 	assert_string_equal(s, "{\"k\":\"}\\\\\",\"l\":[\"]\"]}");
 	/* a nested key of the same name is not the top-level one */
 	assert_int_equal(span("{\"x\":{\"tcbInfo\":{}},\"tcbInfo\":{\"b\":2}}", "tcbInfo", s, sizeof(s)), 0);
@@ -288,12 +295,14 @@ static void test_json_span_rejects_malformed(void **state)
 
 static void test_json_span_every_truncation_fails_cleanly(void **state)
 {
-	static const char body[] = "{\"tcbInfo\":{\"s\":\"a\\\"}\",\"n\":[1,2,{\"x\":null}]},\"signature\":\"ab\"}";
+	static const char body[] =
+	    "{\"tcbInfo\":{\"s\":\"a\\\"}\",\"n\":[1,2,{\"x\":null}]},\"signature\":\"ab\"}";
 	size_t off, n, cut;
 	uint8_t *copy;
 
 	(void)state;
-	assert_int_equal(attest_fetch_json_span((const uint8_t *)body, strlen(body), "tcbInfo", &off, &n, NULL), 0);
+	assert_int_equal(
+	    attest_fetch_json_span((const uint8_t *)body, strlen(body), "tcbInfo", &off, &n, NULL), 0);
 	for (cut = 0; cut < strlen(body); cut++) {
 		/* an exact-size heap copy so ASan catches any read past the end */
 		copy = malloc(cut ? cut : 1);
@@ -319,7 +328,7 @@ static void test_json_span_depth_is_bounded(void **state)
 	body[p++] = '}';
 	body[p] = '\0';
 	assert_int_equal(attest_fetch_json_span((uint8_t *)body, strlen(body), "tcbInfo", &off, &n, NULL),
-			 TDXR_ETOOBIG);
+	                 TDXR_ETOOBIG);
 }
 
 static void test_signed_split_returns_span_and_signature(void **state)
@@ -333,10 +342,11 @@ static void test_signed_split_returns_span_and_signature(void **state)
 	for (i = 0; i < 64; i++)
 		want[i] = (uint8_t)(i * 7 + 1);
 	tdxr_hex_encode(want, 64, sig_hex);
-	snprintf(body, sizeof(body), "{ \"enclaveIdentity\": {\"id\":\"TD_QE\", \"v\" : 2} ,\"signature\":\"%s\"}",
-		 sig_hex);
-	assert_int_equal(attest_fetch_signed_split((uint8_t *)body, strlen(body), "enclaveIdentity", &text, &n, sig,
-						   NULL), 0);
+	snprintf(body, sizeof(body),
+	         "{ \"enclaveIdentity\": {\"id\":\"TD_QE\", \"v\" : 2} ,\"signature\":\"%s\"}", sig_hex);
+	assert_int_equal(
+	    attest_fetch_signed_split((uint8_t *)body, strlen(body), "enclaveIdentity", &text, &n, sig, NULL),
+	    0);
 	assert_string_equal(text, "{\"id\":\"TD_QE\", \"v\" : 2}");
 	assert_int_equal(n, strlen(text));
 	assert_memory_equal(sig, want, 64);
@@ -345,8 +355,9 @@ static void test_signed_split_returns_span_and_signature(void **state)
 
 static void test_signed_split_rejects_bad_shapes(void **state)
 {
-	static const char sig[] = "\"signature\":\"00000000000000000000000000000000000000000000000000000000000000"
-				  "000000000000000000000000000000000000000000000000000000000000000000\"";
+	static const char sig[] =
+	    "\"signature\":\"00000000000000000000000000000000000000000000000000000000000000"
+	    "000000000000000000000000000000000000000000000000000000000000000000\"";
 	char body[512];
 	uint8_t s[64];
 	char *text = NULL;
@@ -356,33 +367,40 @@ static void test_signed_split_rejects_bad_shapes(void **state)
 	(void)state;
 	/* no signature / short signature / non-hex signature */
 	snprintf(body, sizeof(body), "{\"tcbInfo\":{}}");
-	assert_int_equal(attest_fetch_signed_split((uint8_t *)body, strlen(body), "tcbInfo", &text, &n, s, &err),
-			 TDXR_EINVAL);
+	assert_int_equal(
+	    attest_fetch_signed_split((uint8_t *)body, strlen(body), "tcbInfo", &text, &n, s, &err),
+	    TDXR_EINVAL);
 	snprintf(body, sizeof(body), "{\"tcbInfo\":{},\"signature\":\"abcd\"}");
-	assert_int_equal(attest_fetch_signed_split((uint8_t *)body, strlen(body), "tcbInfo", &text, &n, s, &err),
-			 TDXR_EINVAL);
+	assert_int_equal(
+	    attest_fetch_signed_split((uint8_t *)body, strlen(body), "tcbInfo", &text, &n, s, &err),
+	    TDXR_EINVAL);
 	snprintf(body, sizeof(body), "{\"tcbInfo\":{},%s}", sig);
 	body[strlen(body) - 3] = 'g';
-	assert_int_equal(attest_fetch_signed_split((uint8_t *)body, strlen(body), "tcbInfo", &text, &n, s, &err),
-			 TDXR_EINVAL);
+	assert_int_equal(
+	    attest_fetch_signed_split((uint8_t *)body, strlen(body), "tcbInfo", &text, &n, s, &err),
+	    TDXR_EINVAL);
 	/* the key written with an escape: Jansson sees tcbInfo, the byte scanner does not */
 	snprintf(body, sizeof(body), "{\"tcb\\u0049nfo\":{\"a\":1},%s}", sig);
-	assert_int_not_equal(attest_fetch_signed_split((uint8_t *)body, strlen(body), "tcbInfo", &text, &n, s, &err),
-			     0);
+	assert_int_not_equal(
+	    attest_fetch_signed_split((uint8_t *)body, strlen(body), "tcbInfo", &text, &n, s, &err), 0);
 	/* duplicate keys, not JSON, inner not an object */
 	snprintf(body, sizeof(body), "{\"tcbInfo\":{},\"tcbInfo\":{},%s}", sig);
-	assert_int_equal(attest_fetch_signed_split((uint8_t *)body, strlen(body), "tcbInfo", &text, &n, s, &err),
-			 TDXR_EINVAL);
+	assert_int_equal(
+	    attest_fetch_signed_split((uint8_t *)body, strlen(body), "tcbInfo", &text, &n, s, &err),
+	    TDXR_EINVAL);
 	snprintf(body, sizeof(body), "<html>503</html>");
-	assert_int_equal(attest_fetch_signed_split((uint8_t *)body, strlen(body), "tcbInfo", &text, &n, s, &err),
-			 TDXR_EINVAL);
+	assert_int_equal(
+	    attest_fetch_signed_split((uint8_t *)body, strlen(body), "tcbInfo", &text, &n, s, &err),
+	    TDXR_EINVAL);
 	snprintf(body, sizeof(body), "{\"tcbInfo\":[],%s}", sig);
-	assert_int_equal(attest_fetch_signed_split((uint8_t *)body, strlen(body), "tcbInfo", &text, &n, s, &err),
-			 TDXR_EINVAL);
+	assert_int_equal(
+	    attest_fetch_signed_split((uint8_t *)body, strlen(body), "tcbInfo", &text, &n, s, &err),
+	    TDXR_EINVAL);
 	assert_null(text);
 	/* the good shape passes, so the cases above fail for their own reason */
 	snprintf(body, sizeof(body), "{\"tcbInfo\":{\"a\":1},%s}", sig);
-	assert_int_equal(attest_fetch_signed_split((uint8_t *)body, strlen(body), "tcbInfo", &text, &n, s, &err), 0);
+	assert_int_equal(
+	    attest_fetch_signed_split((uint8_t *)body, strlen(body), "tcbInfo", &text, &n, s, &err), 0);
 	free(text);
 }
 
@@ -405,7 +423,8 @@ static void test_signed_split_real_tcb_body_is_byte_exact(void **state)
 	body = malloc(blen);
 	assert_non_null(body);
 	snprintf(body, blen, "{\"tcbInfo\":%s,\"signature\":\"%s\"}", tcb, sig);
-	assert_int_equal(attest_fetch_signed_split((uint8_t *)body, strlen(body), "tcbInfo", &text, &n, s, NULL), 0);
+	assert_int_equal(
+	    attest_fetch_signed_split((uint8_t *)body, strlen(body), "tcbInfo", &text, &n, s, NULL), 0);
 	assert_int_equal(n, strlen(tcb));
 	assert_memory_equal(text, tcb, n);
 	assert_int_equal(tdxr_hex_decode_exact(sig, want, 64), 0);
@@ -467,7 +486,7 @@ static void test_crl_decode_accepts_der_hex_and_pem(void **state)
 		assert_null(out);
 	}
 	assert_int_equal(attest_fetch_crl_decode((const uint8_t *)"not a crl", 9, &out, &dl2, &nu2, NULL),
-			 TDXR_EINVAL);
+	                 TDXR_EINVAL);
 	free(d2);
 	free(der);
 	free(pem);
@@ -486,7 +505,8 @@ static void test_crl_url_comes_from_the_root_of_the_chain(void **state)
 	c = load_json(TDX_COLL);
 	assert_non_null(c);
 	assert_int_equal(attest_fetch_crl_url_from_chain(
-				 json_string_value(json_object_get(c, "qe_identity_issuer_chain")), &url, NULL), 0);
+	                     json_string_value(json_object_get(c, "qe_identity_issuer_chain")), &url, NULL),
+	                 0);
 	assert_string_equal(url, "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der");
 	free(url);
 	assert_int_equal(attest_fetch_crl_url_from_chain("no PEM here", &url, NULL), TDXR_EINVAL);
@@ -559,18 +579,21 @@ static void test_collateral_expiry_rejects_damaged_entries(void **state)
 		/* missing, then present but damaged */
 		json_object_del(m, FIELDS[i]);
 		s = json_dumps(m, 0);
-		assert_int_equal(attest_fetch_collateral_expiry((uint8_t *)s, strlen(s), 1, TDX_FMSPC, &nu, NULL),
-				 TDXR_EINVAL);
+		assert_int_equal(
+		    attest_fetch_collateral_expiry((uint8_t *)s, strlen(s), 1, TDX_FMSPC, &nu, NULL),
+		    TDXR_EINVAL);
 		free(s);
 		json_object_set_new(m, FIELDS[i], json_string("3030zz"));
 		s = json_dumps(m, 0);
-		assert_int_equal(attest_fetch_collateral_expiry((uint8_t *)s, strlen(s), 1, TDX_FMSPC, &nu, NULL),
-				 TDXR_EINVAL);
+		assert_int_equal(
+		    attest_fetch_collateral_expiry((uint8_t *)s, strlen(s), 1, TDX_FMSPC, &nu, NULL),
+		    TDXR_EINVAL);
 		free(s);
 		json_decref(m);
 	}
-	assert_int_equal(attest_fetch_collateral_expiry((const uint8_t *)"{\"pck_crl\":", 11, 1, TDX_FMSPC, &nu,
-							NULL), TDXR_EINVAL);
+	assert_int_equal(
+	    attest_fetch_collateral_expiry((const uint8_t *)"{\"pck_crl\":", 11, 1, TDX_FMSPC, &nu, NULL),
+	    TDXR_EINVAL);
 	json_decref(c);
 }
 
@@ -625,7 +648,7 @@ static int srv_start(struct srv *s, const char *fixture, const char *const *extr
 	s->in_fd = in[1];
 	/* wait (bounded) for "PORT n\n" */
 	while (ll < sizeof(line) - 1) {
-		struct pollfd pfd = {out[0], POLLIN, 0};
+		struct pollfd pfd = { out[0], POLLIN, 0 };
 		ssize_t r;
 
 		if (poll(&pfd, 1, 10000) <= 0)
@@ -781,7 +804,7 @@ static void test_fetch_round_trips_real_collateral_byte_for_byte(void **state)
 	struct attest_fetch_opts o;
 	struct attest_fetch_info info;
 	struct attest_collateral *coll = NULL;
-	struct tdxr_err err = {0, ""};
+	struct tdxr_err err = { 0, "" };
 	struct srv s;
 	char *json = NULL;
 
@@ -809,7 +832,7 @@ static void test_fetch_sgx_uses_sgx_paths_and_processor_crl(void **state)
 {
 	struct attest_fetch_opts o;
 	struct attest_fetch_info info;
-	struct tdxr_err err = {0, ""};
+	struct tdxr_err err = { 0, "" };
 	struct srv s;
 	char *json = NULL;
 
@@ -824,7 +847,7 @@ static void test_fetch_sgx_uses_sgx_paths_and_processor_crl(void **state)
 	free(json);
 	/* the TDX paths do not exist for an SGX platform's data */
 	assert_int_equal(attest_fetch_collateral(&o, "00A067110000", 1, "processor", &json, NULL, &err),
-			 TDXR_ENOTFOUND);
+	                 TDXR_ENOTFOUND);
 	assert_non_null(strstr(err.msg, "/tdx/certification/v4/tcb"));
 	assert_null(json);
 	srv_stop(&s);
@@ -834,7 +857,7 @@ static void test_fetch_second_call_is_served_from_cache(void **state)
 {
 	struct attest_fetch_opts o;
 	struct attest_fetch_info info;
-	struct tdxr_err err = {0, ""};
+	struct tdxr_err err = { 0, "" };
 	struct srv s;
 	struct stat st;
 	char *json = NULL, *json2 = NULL, *tmp, cache[512], file[600];
@@ -868,7 +891,7 @@ static void test_fetch_second_call_is_served_from_cache(void **state)
 
 	/* another CA is another entry */
 	assert_int_equal(attest_fetch_collateral(&o, TDX_FMSPC, 1, "processor", &json2, &info, &err),
-			 TDXR_ENOTFOUND);
+	                 TDXR_ENOTFOUND);
 	assert_null(json2);
 	free(json);
 	rm_tree(tmp);
@@ -880,7 +903,7 @@ static void test_fetch_refetches_expired_cache(void **state)
 {
 	struct attest_fetch_opts o;
 	struct attest_fetch_info info;
-	struct tdxr_err err = {0, ""};
+	struct tdxr_err err = { 0, "" };
 	struct srv s;
 	char *json = NULL, *tmp;
 
@@ -916,10 +939,10 @@ static void test_fetch_refetches_expired_cache(void **state)
 
 static void test_fetch_refetches_corrupt_cache(void **state)
 {
-	static const char *const damage[] = {"", "{", "not json at all", "{\"tcb_info\":1}", "WRONG_FMSPC"};
+	static const char *const damage[] = { "", "{", "not json at all", "{\"tcb_info\":1}", "WRONG_FMSPC" };
 	struct attest_fetch_opts o;
 	struct attest_fetch_info info;
-	struct tdxr_err err = {0, ""};
+	struct tdxr_err err = { 0, "" };
 	struct srv s;
 	char *json = NULL, *good, *tmp, *file = NULL, *p;
 	size_t i, n;
@@ -945,7 +968,8 @@ static void test_fetch_refetches_corrupt_cache(void **state)
 			assert_int_equal(tdxr_file_write_atomic(file, bad, strlen(bad), 0644, NULL), 0);
 			free(bad);
 		} else {
-			assert_int_equal(tdxr_file_write_atomic(file, damage[i], strlen(damage[i]), 0644, NULL), 0);
+			assert_int_equal(
+			    tdxr_file_write_atomic(file, damage[i], strlen(damage[i]), 0644, NULL), 0);
 		}
 		if (attest_fetch_collateral(&o, TDX_FMSPC, 1, "platform", &json, &info, &err) != 0)
 			fail_msg("case %zu: %s", i, err.msg);
@@ -969,26 +993,28 @@ static void test_fetch_refetches_corrupt_cache(void **state)
 }
 
 struct http_case {
-	const char *fail;   /* /__fail query */
-	int code;           /* expected TDXR_E* */
-	const char *msg1;   /* substrings the message must carry */
+	const char *fail; /* /__fail query */
+	int code;         /* expected TDXR_E* */
+	const char *msg1; /* substrings the message must carry */
 	const char *msg2;
 };
 
 static void test_fetch_http_errors_are_clear(void **state)
 {
 	static const struct http_case cases[] = {
-		{"status=503&retry_after=7&path=/tdx/certification/v4/tcb", TDXR_EIO,
-		 "GET /tdx/certification/v4/tcb?fmspc=B0C06F000000 returned HTTP 503", "Retry-After: 7"},
-		{"status=429&path=/tdx/certification/v4/qe/identity", TDXR_EIO, "HTTP 429", "no Retry-After"},
-		{"status=404&error_code=NoSuchFmspc&path=/sgx/certification/v4/pckcrl", TDXR_ENOTFOUND,
-		 "/sgx/certification/v4/pckcrl?ca=platform&encoding=der returned HTTP 404", "NoSuchFmspc"},
-		{"status=401&path=/tdx/certification/v4/tcb", TDXR_EAUTH, "HTTP 401", "TCB info"},
-		{"mode=garbage&path=/tdx/certification/v4/tcb", TDXR_EINVAL, "TCB info", "JSON"},
-		{"mode=garbage&path=/sgx/certification/v4/pckcrl", TDXR_EINVAL, "PCK CRL", "CRL"},
-		{"mode=nochain&path=/tdx/certification/v4/tcb", TDXR_EINVAL, "TCB-Info-Issuer-Chain", "header"},
-		{"mode=big&path=/tdx/certification/v4/qe/identity", TDXR_ETOOBIG, "QE identity", "limit"},
-		{"mode=bignolen&path=/tdx/certification/v4/tcb", TDXR_ETOOBIG, "TCB info", "limit"},
+		{ "status=503&retry_after=7&path=/tdx/certification/v4/tcb", TDXR_EIO,
+		  "GET /tdx/certification/v4/tcb?fmspc=B0C06F000000 returned HTTP 503", "Retry-After: 7" },
+		{ "status=429&path=/tdx/certification/v4/qe/identity", TDXR_EIO, "HTTP 429",
+		  "no Retry-After" },
+		{ "status=404&error_code=NoSuchFmspc&path=/sgx/certification/v4/pckcrl", TDXR_ENOTFOUND,
+		  "/sgx/certification/v4/pckcrl?ca=platform&encoding=der returned HTTP 404", "NoSuchFmspc" },
+		{ "status=401&path=/tdx/certification/v4/tcb", TDXR_EAUTH, "HTTP 401", "TCB info" },
+		{ "mode=garbage&path=/tdx/certification/v4/tcb", TDXR_EINVAL, "TCB info", "JSON" },
+		{ "mode=garbage&path=/sgx/certification/v4/pckcrl", TDXR_EINVAL, "PCK CRL", "CRL" },
+		{ "mode=nochain&path=/tdx/certification/v4/tcb", TDXR_EINVAL, "TCB-Info-Issuer-Chain",
+		  "header" },
+		{ "mode=big&path=/tdx/certification/v4/qe/identity", TDXR_ETOOBIG, "QE identity", "limit" },
+		{ "mode=bignolen&path=/tdx/certification/v4/tcb", TDXR_ETOOBIG, "TCB info", "limit" },
 	};
 	struct attest_fetch_opts o;
 	struct attest_fetch_info info;
@@ -1010,11 +1036,13 @@ static void test_fetch_http_errors_are_clear(void **state)
 		memset(&err, 0, sizeof(err));
 		rc = attest_fetch_collateral(&o, TDX_FMSPC, 1, "platform", &json, &info, &err);
 		if (rc != cases[i].code)
-			fail_msg("case %zu (%s): got %d (%s), want %d", i, cases[i].fail, rc, err.msg, cases[i].code);
+			fail_msg("case %zu (%s): got %d (%s), want %d", i, cases[i].fail, rc, err.msg,
+			         cases[i].code);
 		assert_int_equal(err.code, cases[i].code);
 		assert_null(json);
 		if (strstr(err.msg, cases[i].msg1) == NULL || strstr(err.msg, cases[i].msg2) == NULL)
-			fail_msg("case %zu: message '%s' lacks '%s' / '%s'", i, err.msg, cases[i].msg1, cases[i].msg2);
+			fail_msg("case %zu: message '%s' lacks '%s' / '%s'", i, err.msg, cases[i].msg1,
+			         cases[i].msg2);
 		/* nothing was cached, and the next (fault-free) fetch works */
 		assert_int_equal(info.cached, 0);
 	}
@@ -1030,7 +1058,7 @@ static void test_fetch_http_errors_are_clear(void **state)
 static void test_fetch_unknown_fmspc_is_not_found(void **state)
 {
 	struct attest_fetch_opts o;
-	struct tdxr_err err = {0, ""};
+	struct tdxr_err err = { 0, "" };
 	struct srv s;
 	char *json = NULL;
 
@@ -1039,7 +1067,7 @@ static void test_fetch_unknown_fmspc_is_not_found(void **state)
 		skip();
 	opts_for(&o, &s);
 	assert_int_equal(attest_fetch_collateral(&o, "00906ED50000", 1, "platform", &json, NULL, &err),
-			 TDXR_ENOTFOUND);
+	                 TDXR_ENOTFOUND);
 	assert_non_null(strstr(err.msg, "/tdx/certification/v4/tcb?fmspc=00906ED50000 returned HTTP 404"));
 	assert_null(json);
 	srv_stop(&s);
@@ -1049,7 +1077,7 @@ static void test_fetch_times_out_on_a_server_that_never_answers(void **state)
 {
 	struct attest_fetch_opts o;
 	struct attest_fetch_info info;
-	struct tdxr_err err = {0, ""};
+	struct tdxr_err err = { 0, "" };
 	struct sockaddr_in a;
 	socklen_t al = sizeof(a);
 	struct timespec t0, t1;
@@ -1074,7 +1102,8 @@ static void test_fetch_times_out_on_a_server_that_never_answers(void **state)
 	o.timeout_ms = 300;
 	o.now = TDX_NOW;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	assert_int_equal(attest_fetch_collateral(&o, TDX_FMSPC, 1, "platform", &json, &info, &err), TDXR_ETIMEOUT);
+	assert_int_equal(attest_fetch_collateral(&o, TDX_FMSPC, 1, "platform", &json, &info, &err),
+	                 TDXR_ETIMEOUT);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	el = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	assert_true(el >= 0.25 && el < 5.0);
@@ -1088,7 +1117,7 @@ static void test_fetch_times_out_on_a_server_that_never_answers(void **state)
 static void test_fetch_hanging_response_times_out(void **state)
 {
 	struct attest_fetch_opts o;
-	struct tdxr_err err = {0, ""};
+	struct tdxr_err err = { 0, "" };
 	struct srv s;
 	char *json = NULL;
 
@@ -1098,7 +1127,8 @@ static void test_fetch_hanging_response_times_out(void **state)
 	opts_for(&o, &s);
 	o.timeout_ms = 400;
 	srv_fail(&s, "mode=hang&path=/tdx/certification/v4/qe/identity");
-	assert_int_equal(attest_fetch_collateral(&o, TDX_FMSPC, 1, "platform", &json, NULL, &err), TDXR_ETIMEOUT);
+	assert_int_equal(attest_fetch_collateral(&o, TDX_FMSPC, 1, "platform", &json, NULL, &err),
+	                 TDXR_ETIMEOUT);
 	assert_non_null(strstr(err.msg, "QE identity"));
 	assert_null(json);
 	srv_stop(&s);
@@ -1106,9 +1136,9 @@ static void test_fetch_hanging_response_times_out(void **state)
 
 static void test_fetch_sends_api_key_only_when_given(void **state)
 {
-	static const char *const extra[] = {"--api-key", "k3y-for-test", NULL};
+	static const char *const extra[] = { "--api-key", "k3y-for-test", NULL };
 	struct attest_fetch_opts o;
-	struct tdxr_err err = {0, ""};
+	struct tdxr_err err = { 0, "" };
 	struct tdxr_secret *key;
 	struct srv s;
 	char *json = NULL;
@@ -1117,7 +1147,8 @@ static void test_fetch_sends_api_key_only_when_given(void **state)
 	if (srv_start(&s, TDX_COLL, extra) != 0)
 		skip();
 	opts_for(&o, &s);
-	assert_int_equal(attest_fetch_collateral(&o, TDX_FMSPC, 1, "platform", &json, NULL, &err), TDXR_EAUTH);
+	assert_int_equal(attest_fetch_collateral(&o, TDX_FMSPC, 1, "platform", &json, NULL, &err),
+	                 TDXR_EAUTH);
 	assert_null(strstr(err.msg, "k3y"));
 	key = tdxr_secret_new("k3y-for-test", 12);
 	assert_non_null(key);
@@ -1130,19 +1161,20 @@ static void test_fetch_sends_api_key_only_when_given(void **state)
 	/* a key that could inject a header line is refused before any request */
 	key = tdxr_secret_new("a\r\nX-Evil: 1", 13);
 	o.api_key = key;
-	assert_int_equal(attest_fetch_collateral(&o, TDX_FMSPC, 1, "platform", &json, NULL, &err), TDXR_EINVAL);
+	assert_int_equal(attest_fetch_collateral(&o, TDX_FMSPC, 1, "platform", &json, NULL, &err),
+	                 TDXR_EINVAL);
 	tdxr_secret_free(key);
 	srv_stop(&s);
 }
 
 static void test_fetch_accepts_legacy_header_and_root_crl_forms(void **state)
 {
-	static const char *const legacy[] = {"--legacy-tcb-header", "--rootcacrl", "der", NULL};
-	static const char *const pem[] = {"--rootcacrl", "pem", NULL};
-	static const char *const none[] = {"--rootcacrl", "none", NULL};
-	const char *const *variants[] = {legacy, pem, none};
+	static const char *const legacy[] = { "--legacy-tcb-header", "--rootcacrl", "der", NULL };
+	static const char *const pem[] = { "--rootcacrl", "pem", NULL };
+	static const char *const none[] = { "--rootcacrl", "none", NULL };
+	const char *const *variants[] = { legacy, pem, none };
 	struct attest_fetch_opts o;
-	struct tdxr_err err = {0, ""};
+	struct tdxr_err err = { 0, "" };
 	struct srv s;
 	char *json = NULL, rooturl[128];
 	size_t i;
@@ -1169,17 +1201,19 @@ static void test_fetch_refuses_plain_http_off_loopback(void **state)
 {
 	struct attest_fetch_opts o;
 	struct attest_fetch_info info;
-	struct tdxr_err err = {0, ""};
+	struct tdxr_err err = { 0, "" };
 	char *json = NULL;
 
 	(void)state;
 	attest_fetch_opts_init(&o);
 	o.base_url = "http://pccs.example.com:8081";
-	assert_int_equal(attest_fetch_collateral(&o, TDX_FMSPC, 1, "platform", &json, &info, &err), TDXR_EINVAL);
+	assert_int_equal(attest_fetch_collateral(&o, TDX_FMSPC, 1, "platform", &json, &info, &err),
+	                 TDXR_EINVAL);
 	assert_non_null(strstr(err.msg, "https://"));
 	assert_int_equal(info.requests, 0);
 	assert_int_equal(attest_fetch_collateral(&o, "xyz", 1, "platform", &json, &info, &err), TDXR_EINVAL);
-	assert_int_equal(attest_fetch_collateral(&o, TDX_FMSPC, 1, "Platform", &json, &info, &err), TDXR_EINVAL);
+	assert_int_equal(attest_fetch_collateral(&o, TDX_FMSPC, 1, "Platform", &json, &info, &err),
+	                 TDXR_EINVAL);
 	assert_null(json);
 }
 
@@ -1189,7 +1223,7 @@ static void test_fetched_collateral_verifies_the_real_quote(void **state)
 	struct attest_collateral *coll = NULL;
 	struct attest_verdict *v = NULL;
 	struct attest_input in;
-	struct tdxr_err err = {0, ""};
+	struct tdxr_err err = { 0, "" };
 	struct srv s;
 	char *json = NULL;
 	uint8_t *quote;

@@ -29,7 +29,7 @@ static void verify_accepts(const struct attest_input *in, const struct attest_po
 }
 
 static int verify_rejects(const struct attest_input *in, const struct attest_policy *pol, const char *what,
-			  size_t pos)
+                          size_t pos)
 {
 	struct attest_verdict *v = NULL;
 	int ok;
@@ -43,7 +43,7 @@ static int verify_rejects(const struct attest_input *in, const struct attest_pol
 }
 
 static void flip_regions(uint8_t *buf, const struct region *r, size_t nr, const struct attest_input *in,
-			 const struct attest_policy *pol, struct tally *t)
+                         const struct attest_policy *pol, struct tally *t)
 {
 	size_t i, pos;
 
@@ -78,32 +78,33 @@ static size_t quote_regions(const struct attest_quote *q, struct region *r)
 	size_t n = 0, off = 0, body = q->signed_len - 48 - (q->version == 5 ? 6 : 0);
 	size_t cd = q->signed_len + 4 + 128;
 
-	r[n++] = (struct region){"header", 0, 48, 1};
+	r[n++] = (struct region){ "header", 0, 48, 1 };
 	off = 48;
 	if (q->version == 5) {
-		r[n++] = (struct region){"body descriptor", 48, 6, 1};
+		r[n++] = (struct region){ "body descriptor", 48, 6, 1 };
 		off += 6;
 	}
-	r[n++] = (struct region){"TD report body", off, body, 1};
-	r[n++] = (struct region){"signature data length", q->signed_len, 4, 1};
-	r[n++] = (struct region){"quote signature", q->signed_len + 4, 64, 1};
-	r[n++] = (struct region){"attestation key", q->signed_len + 68, 64, 1};
-	r[n++] = (struct region){"certification data header", cd, 6, 1};
-	r[n++] = (struct region){"QE report", cd + 6, 384, 1};
-	r[n++] = (struct region){"QE report signature", cd + 390, 64, 1};
-	r[n++] = (struct region){"QE auth data", cd + 454, 2 + q->qe_auth_len, 1};
-	r[n++] = (struct region){"PCK certification data header", cd + 456 + q->qe_auth_len, 6, 1};
-	r[n++] = (struct region){"PCK chain PEM", cd + 462 + q->qe_auth_len, q->raw_len - (cd + 462 + q->qe_auth_len), 3};
+	r[n++] = (struct region){ "TD report body", off, body, 1 };
+	r[n++] = (struct region){ "signature data length", q->signed_len, 4, 1 };
+	r[n++] = (struct region){ "quote signature", q->signed_len + 4, 64, 1 };
+	r[n++] = (struct region){ "attestation key", q->signed_len + 68, 64, 1 };
+	r[n++] = (struct region){ "certification data header", cd, 6, 1 };
+	r[n++] = (struct region){ "QE report", cd + 6, 384, 1 };
+	r[n++] = (struct region){ "QE report signature", cd + 390, 64, 1 };
+	r[n++] = (struct region){ "QE auth data", cd + 454, 2 + q->qe_auth_len, 1 };
+	r[n++] = (struct region){ "PCK certification data header", cd + 456 + q->qe_auth_len, 6, 1 };
+	r[n++] = (struct region){ "PCK chain PEM", cd + 462 + q->qe_auth_len,
+		                  q->raw_len - (cd + 462 + q->qe_auth_len), 3 };
 	return n;
 }
 
 static void mutate_quote(const char *quote_rel, const char *coll_rel, int64_t now)
 {
-	struct attest_input in = {0};
+	struct attest_input in = { 0 };
 	struct attest_policy pol;
 	struct attest_quote *q = NULL;
 	struct region r[16];
-	struct tally t = {0};
+	struct tally t = { 0 };
 	uint8_t *buf;
 	size_t nr;
 
@@ -135,24 +136,24 @@ static void every_region_of_real_tdx_v4_quote_is_covered(void **state)
 static void every_region_of_real_tdx_v5_quote_is_covered(void **state)
 {
 	TU_REQUIRE_SHARED();
-	mutate_quote("tdx/go-tdx-guest/quote_v5_sample.dat", "tdx/bundles/go-tdx-guest_90c06f000000_2026-02.json",
-		     1771977600);
+	mutate_quote("tdx/go-tdx-guest/quote_v5_sample.dat",
+	             "tdx/bundles/go-tdx-guest_90c06f000000_2026-02.json", 1771977600);
 }
 
 static void mutate_text(char *s, size_t len, size_t stride, const char *name, const struct attest_input *in,
-			const struct attest_policy *pol, struct tally *t)
+                        const struct attest_policy *pol, struct tally *t)
 {
-	struct region r = {name, 0, len, stride};
+	struct region r = { name, 0, len, stride };
 
 	flip_regions((uint8_t *)s, &r, 1, in, pol, t);
 }
 
 static void every_collateral_field_is_covered(void **state)
 {
-	struct attest_input in = {0};
+	struct attest_input in = { 0 };
 	struct attest_policy pol;
 	struct attest_collateral *c;
-	struct tally t = {0};
+	struct tally t = { 0 };
 
 	TU_REQUIRE_SHARED();
 	in.quote = tu_quote("tdx/dcap-qvl/tdx_quote", &in.quote_len);
@@ -163,16 +164,16 @@ static void every_collateral_field_is_covered(void **state)
 	verify_accepts(&in, &pol);
 	mutate_text(c->tcb_info, c->tcb_info_len, 5, "tcb_info", &in, &pol, &t);
 	mutate_text((char *)c->tcb_info_sig, 64, 1, "tcb_info_signature", &in, &pol, &t);
-	mutate_text(c->tcb_info_issuer_chain, strlen(c->tcb_info_issuer_chain), 7, "tcb_info_issuer_chain", &in,
-		    &pol, &t);
+	mutate_text(c->tcb_info_issuer_chain, strlen(c->tcb_info_issuer_chain), 7, "tcb_info_issuer_chain",
+	            &in, &pol, &t);
 	mutate_text(c->qe_identity, c->qe_identity_len, 3, "qe_identity", &in, &pol, &t);
 	mutate_text((char *)c->qe_identity_sig, 64, 1, "qe_identity_signature", &in, &pol, &t);
-	mutate_text(c->qe_identity_issuer_chain, strlen(c->qe_identity_issuer_chain), 7, "qe_identity_issuer_chain",
-		    &in, &pol, &t);
+	mutate_text(c->qe_identity_issuer_chain, strlen(c->qe_identity_issuer_chain), 7,
+	            "qe_identity_issuer_chain", &in, &pol, &t);
 	mutate_text((char *)c->pck_crl, c->pck_crl_len, 5, "pck_crl", &in, &pol, &t);
 	mutate_text((char *)c->root_ca_crl, c->root_ca_crl_len, 1, "root_ca_crl", &in, &pol, &t);
-	mutate_text(c->pck_crl_issuer_chain, strlen(c->pck_crl_issuer_chain), 7, "pck_crl_issuer_chain", &in, &pol,
-		    &t);
+	mutate_text(c->pck_crl_issuer_chain, strlen(c->pck_crl_issuer_chain), 7, "pck_crl_issuer_chain", &in,
+	            &pol, &t);
 	print_message("collateral: %zu/%zu mutants rejected\n", t.rejected, t.tried);
 	assert_int_equal(t.rejected, t.tried);
 	free((void *)in.quote);
@@ -186,9 +187,9 @@ static void every_collateral_field_is_covered(void **state)
 static void every_bound_region_of_a_real_event_log_is_covered(void **state)
 {
 	struct attest_evidence *ev = NULL;
-	struct attest_input in = {0};
+	struct attest_input in = { 0 };
 	struct attest_policy pol;
-	struct tally t = {0};
+	struct tally t = { 0 };
 	uint8_t *raw;
 	size_t n = 0, i, k;
 

@@ -100,9 +100,9 @@ static void qview_get(const uint8_t *q, size_t len, struct qview *v)
 
 static EVP_PKEY *pub_from_xy(const uint8_t xy[64])
 {
-	uint8_t der[91] = {0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02,
-			   0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03,
-			   0x42, 0x00, 0x04};
+	uint8_t der[91] = { 0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48,
+		            0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+		            0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04 };
 	const unsigned char *p = der;
 
 	memcpy(der + 27, xy, 64);
@@ -161,7 +161,7 @@ static int cert_eq_der(X509 *x, const uint8_t *der, size_t len)
 static struct sim_output *generate(const struct sim_opts *o)
 {
 	struct sim_output *out = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	int rc = sim_generate(o, &out, &err);
 
 	if (rc)
@@ -171,7 +171,7 @@ static struct sim_output *generate(const struct sim_opts *o)
 
 /* Finds "<oid-tlv> <tag> <len> value" in DER and returns the value. */
 static const uint8_t *find_after_oid(const uint8_t *p, size_t n, const uint8_t *oid, size_t oid_len,
-				     uint8_t tag, size_t *vlen)
+                                     uint8_t tag, size_t *vlen)
 {
 	for (size_t i = 0; i + oid_len + 2 <= n; i++) {
 		if (memcmp(p + i, oid, oid_len) == 0 && p[i + oid_len] == tag) {
@@ -224,12 +224,13 @@ static void test_v4_quote_has_documented_layout_and_valid_signatures(void **stat
 	assert_int_equal(rd16(out->quote + 2), 2);
 	assert_int_equal(rd32(out->quote + 4), 0x81);
 	assert_int_equal(rd32(out->quote + 8), 0);
-	assert_memory_equal(out->quote + 12, "\x93\x9a\x72\x33\xf7\x9c\x4c\xa9\x94\x0a\x0d\xb3\x95\x7f\x06\x07", 16);
+	assert_memory_equal(out->quote + 12,
+	                    "\x93\x9a\x72\x33\xf7\x9c\x4c\xa9\x94\x0a\x0d\xb3\x95\x7f\x06\x07", 16);
 	assert_int_equal(v.signed_len, HDR + TD10);
 	/* REPORTDATA is the last 64 bytes of the TD 1.0 body; TD attributes at 120 */
 	assert_memory_equal(out->quote + HDR + TD10 - 64, rd, 64);
 	assert_int_equal(out->quote[HDR + 120 + 3] & 0x10, 0x10); /* SEPT_VE_DISABLE */
-	assert_int_equal(out->quote[HDR + 120] & 0x01, 0);         /* not DEBUG */
+	assert_int_equal(out->quote[HDR + 120] & 0x01, 0);        /* not DEBUG */
 	assert_int_equal(v.cert_type, 6);
 	assert_int_equal(v.inner_type, 5);
 	assert_int_equal(v.auth_len, 32);
@@ -263,7 +264,7 @@ static void test_v4_quote_has_documented_layout_and_valid_signatures(void **stat
 
 static void test_v5_quotes_carry_body_descriptor_for_td10_and_td15(void **state)
 {
-	enum attest_body_type types[2] = {ATTEST_BODY_TD10, ATTEST_BODY_TD15};
+	enum attest_body_type types[2] = { ATTEST_BODY_TD10, ATTEST_BODY_TD15 };
 
 	(void)state;
 	for (size_t i = 0; i < 2; i++) {
@@ -302,7 +303,7 @@ static void test_v4_with_td15_body_is_refused(void **state)
 {
 	struct sim_opts o;
 	struct sim_output *out = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 
 	(void)state;
 	sim_opts_init(&o, NOW);
@@ -314,14 +315,19 @@ static void test_v4_with_td15_body_is_refused(void **state)
 
 static void test_pck_leaf_carries_sgx_extension_with_chosen_values(void **state)
 {
-	static const uint8_t oid_fmspc[] = {0x06, 0x0a, 0x2a, 0x86, 0x48, 0x86, 0xf8, 0x4d, 0x01, 0x0d, 0x01, 0x04};
-	static const uint8_t oid_pceid[] = {0x06, 0x0a, 0x2a, 0x86, 0x48, 0x86, 0xf8, 0x4d, 0x01, 0x0d, 0x01, 0x03};
-	static const uint8_t oid_type[] = {0x06, 0x0a, 0x2a, 0x86, 0x48, 0x86, 0xf8, 0x4d, 0x01, 0x0d, 0x01, 0x05};
-	uint8_t oid_comp[13] = {0x06, 0x0b, 0x2a, 0x86, 0x48, 0x86, 0xf8, 0x4d, 0x01, 0x0d, 0x01, 0x02, 0x00};
-	static const uint8_t fmspc[6] = {0x00, 0x80, 0x6f, 0x05, 0x00, 0x00};
+	static const uint8_t oid_fmspc[] = { 0x06, 0x0a, 0x2a, 0x86, 0x48, 0x86,
+		                             0xf8, 0x4d, 0x01, 0x0d, 0x01, 0x04 };
+	static const uint8_t oid_pceid[] = { 0x06, 0x0a, 0x2a, 0x86, 0x48, 0x86,
+		                             0xf8, 0x4d, 0x01, 0x0d, 0x01, 0x03 };
+	static const uint8_t oid_type[] = { 0x06, 0x0a, 0x2a, 0x86, 0x48, 0x86,
+		                            0xf8, 0x4d, 0x01, 0x0d, 0x01, 0x05 };
+	uint8_t oid_comp[13] = {
+		0x06, 0x0b, 0x2a, 0x86, 0x48, 0x86, 0xf8, 0x4d, 0x01, 0x0d, 0x01, 0x02, 0x00
+	};
+	static const uint8_t fmspc[6] = { 0x00, 0x80, 0x6f, 0x05, 0x00, 0x00 };
 	struct sim_pki_opts po;
 	struct sim_pki *pki = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	const uint8_t *der, *ext, *val;
 	size_t len, ext_len, vlen;
 	X509 *leaf;
@@ -401,7 +407,7 @@ static void test_root_is_not_intel_and_is_a_self_signed_ca(void **state)
 {
 	struct sim_pki_opts po;
 	struct sim_pki *pki = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	const uint8_t *der;
 	size_t len;
 	X509 *root;
@@ -413,7 +419,8 @@ static void test_root_is_not_intel_and_is_a_self_signed_ca(void **state)
 	der = sim_pki_cert_der(pki, SIM_CERT_ROOT, &len);
 	root = der_cert(der, len);
 	assert_non_null(root);
-	assert_true(X509_NAME_get_text_by_NID(X509_get_subject_name(root), NID_commonName, cn, sizeof(cn)) > 0);
+	assert_true(X509_NAME_get_text_by_NID(X509_get_subject_name(root), NID_commonName, cn, sizeof(cn)) >
+	            0);
 	assert_string_equal(cn, SIM_ROOT_CN);
 	assert_null(strstr(cn, "Intel"));
 	assert_int_equal(X509_check_ca(root), 1);
@@ -425,7 +432,7 @@ static void test_root_is_not_intel_and_is_a_self_signed_ca(void **state)
 
 /* Verifies the PCK leaf with OpenSSL at NOW against root + both CRLs. */
 static int openssl_verify_pck(const struct sim_pki *pki, const uint8_t *root_crl, size_t root_crl_len,
-			      const uint8_t *pck_crl, size_t pck_crl_len)
+                              const uint8_t *pck_crl, size_t pck_crl_len)
 {
 	X509_STORE *st = X509_STORE_new();
 	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
@@ -471,11 +478,11 @@ static void test_pck_chain_and_crls_verify_with_openssl_and_revocation_is_seen(v
 {
 	struct sim_pki_opts po;
 	struct sim_pki *pki = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	struct sim_crl_opts co;
 	uint8_t *root_crl = NULL, *pck_crl = NULL, *rev = NULL;
 	size_t root_crl_len, pck_crl_len, rev_len;
-	const char *extra[] = {"0123456789abcdef", NULL};
+	const char *extra[] = { "0123456789abcdef", NULL };
 	char serial[41];
 	char *pem = NULL;
 	STACK_OF(X509) *sk;
@@ -493,7 +500,8 @@ static void test_pck_chain_and_crls_verify_with_openssl_and_revocation_is_seen(v
 
 	co.revoke = SIM_CERT_BIT(SIM_CERT_PCK);
 	assert_int_equal(sim_pki_crl(pki, SIM_CERT_PLATFORM_CA, &co, &rev, &rev_len, &err), 0);
-	assert_int_equal(openssl_verify_pck(pki, root_crl, root_crl_len, rev, rev_len), X509_V_ERR_CERT_REVOKED);
+	assert_int_equal(openssl_verify_pck(pki, root_crl, root_crl_len, rev, rev_len),
+	                 X509_V_ERR_CERT_REVOKED);
 	free(rev);
 	rev = NULL;
 
@@ -503,7 +511,8 @@ static void test_pck_chain_and_crls_verify_with_openssl_and_revocation_is_seen(v
 	extra[0] = serial;
 	co.revoke = 0;
 	assert_int_equal(sim_pki_crl(pki, SIM_CERT_PLATFORM_CA, &co, &rev, &rev_len, &err), 0);
-	assert_int_equal(openssl_verify_pck(pki, root_crl, root_crl_len, rev, rev_len), X509_V_ERR_CERT_REVOKED);
+	assert_int_equal(openssl_verify_pck(pki, root_crl, root_crl_len, rev, rev_len),
+	                 X509_V_ERR_CERT_REVOKED);
 	free(rev);
 	rev = NULL;
 
@@ -511,7 +520,7 @@ static void test_pck_chain_and_crls_verify_with_openssl_and_revocation_is_seen(v
 	co.corrupt_sig = 1;
 	assert_int_equal(sim_pki_crl(pki, SIM_CERT_PLATFORM_CA, &co, &rev, &rev_len, &err), 0);
 	assert_int_equal(openssl_verify_pck(pki, root_crl, root_crl_len, rev, rev_len),
-			 X509_V_ERR_CRL_SIGNATURE_FAILURE);
+	                 X509_V_ERR_CRL_SIGNATURE_FAILURE);
 	free(rev);
 
 	assert_int_equal(sim_pki_crl(pki, SIM_CERT_PCK, &co, &rev, &rev_len, &err), TDXR_EINVAL);
@@ -533,7 +542,7 @@ static void test_expired_and_badly_signed_certificates_fail_openssl(void **state
 {
 	struct sim_pki_opts po;
 	struct sim_pki *pki = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	struct sim_crl_opts co;
 	uint8_t *c1 = NULL, *c2 = NULL;
 	size_t l1, l2;
@@ -563,7 +572,8 @@ static void test_expired_and_badly_signed_certificates_fail_openssl(void **state
 }
 
 /* Verifies one signed collateral document with the first certificate of its chain. */
-static int collateral_doc_verifies(json_t *col, const char *text_key, const char *sig_key, const char *chain_key)
+static int collateral_doc_verifies(json_t *col, const char *text_key, const char *sig_key,
+                                   const char *chain_key)
 {
 	const char *text = json_string_value(json_object_get(col, text_key));
 	const char *sighex = json_string_value(json_object_get(col, sig_key));
@@ -585,7 +595,7 @@ static int collateral_doc_verifies(json_t *col, const char *text_key, const char
 
 static void test_collateral_is_signed_by_tcb_signing_cert_and_has_intel_shape(void **state)
 {
-	static const char *const adv[] = {"INTEL-SA-00001", "INTEL-SA-00002", NULL};
+	static const char *const adv[] = { "INTEL-SA-00001", "INTEL-SA-00002", NULL };
 	struct sim_opts o;
 	struct sim_output *out;
 	struct sim_tcb_level lv[2];
@@ -611,7 +621,7 @@ static void test_collateral_is_signed_by_tcb_signing_cert_and_has_intel_shape(vo
 	chain = json_string_value(json_object_get(col, "tcb_info_issuer_chain"));
 	sk = pem_chain(chain, strlen(chain));
 	assert_true(X509_NAME_get_text_by_NID(X509_get_subject_name(sk_X509_value(sk, 0)), NID_commonName, cn,
-					      sizeof(cn)) > 0);
+	                                      sizeof(cn)) > 0);
 	assert_string_equal(cn, SIM_TCB_SIGNING_CN);
 	assert_true(cert_eq_der(sk_X509_value(sk, 1), out->root_der, out->root_der_len));
 	sk_X509_pop_free(sk, X509_free);
@@ -626,10 +636,11 @@ static void test_collateral_is_signed_by_tcb_signing_cert_and_has_intel_shape(vo
 	levels = json_object_get(ti, "tcbLevels");
 	assert_int_equal(json_array_size(levels), 2);
 	assert_int_equal(json_array_size(json_object_get(json_object_get(json_array_get(levels, 0), "tcb"),
-						       "sgxtcbcomponents")),
-			 16);
+	                                                 "sgxtcbcomponents")),
+	                 16);
 	assert_null(json_object_get(json_array_get(levels, 0), "advisoryIDs"));
-	assert_string_equal(json_string_value(json_object_get(json_array_get(levels, 1), "tcbStatus")), "OutOfDate");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(levels, 1), "tcbStatus")),
+	                    "OutOfDate");
 	assert_int_equal(json_array_size(json_object_get(json_array_get(levels, 1), "advisoryIDs")), 2);
 	qi = load_json(json_string_value(json_object_get(col, "qe_identity")));
 	assert_string_equal(json_string_value(json_object_get(qi, "id")), "TD_QE");
@@ -696,7 +707,7 @@ static void test_eventlog_replays_to_quote_rtmrs_and_binds_identity(void **state
 {
 	static const char compose[] = "{\"name\":\"unit\"}";
 	static const uint8_t payload[] = "hello";
-	struct sim_event extra = {"app-event", payload, 5};
+	struct sim_event extra = { "app-event", payload, 5 };
 	struct sim_opts o;
 	struct sim_output *out;
 	json_t *log, *e;
@@ -725,8 +736,9 @@ static void test_eventlog_replays_to_quote_rtmrs_and_binds_identity(void **state
 		uint32_t type = (uint32_t)json_integer_value(json_object_get(e, "event_type"));
 		const char *name = json_string_value(json_object_get(e, "event"));
 		const char *ph = json_string_value(json_object_get(e, "event_payload"));
-		uint8_t d[48], pl[1024], in[96], t[4] = {(uint8_t)type, (uint8_t)(type >> 8), (uint8_t)(type >> 16),
-							  (uint8_t)(type >> 24)};
+		uint8_t d[48], pl[1024], in[96],
+		    t[4] = { (uint8_t)type, (uint8_t)(type >> 8), (uint8_t)(type >> 16),
+			     (uint8_t)(type >> 24) };
 		size_t pn;
 
 		assert_true(imr < 4);
@@ -777,7 +789,7 @@ static void test_eventlog_replays_to_quote_rtmrs_and_binds_identity(void **state
 static void test_eventlog_corrupt_digest_still_replays(void **state)
 {
 	struct sim_eventlog_opts eo;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	char *json = NULL, *good = NULL;
 	uint8_t mr[4][48], mr2[4][48];
 
@@ -786,8 +798,8 @@ static void test_eventlog_corrupt_digest_still_replays(void **state)
 	assert_int_equal(sim_eventlog_make(&eo, &good, mr, &err), 0);
 	eo.corrupt_digest = 1;
 	assert_int_equal(sim_eventlog_make(&eo, &json, mr2, &err), 0);
-	assert_memory_equal(mr[0], mr2[0], 48 * 3);          /* boot RTMRs unchanged */
-	assert_memory_not_equal(mr[3], mr2[3], 48);          /* RTMR3 follows the recorded digest */
+	assert_memory_equal(mr[0], mr2[0], 48 * 3); /* boot RTMRs unchanged */
+	assert_memory_not_equal(mr[3], mr2[3], 48); /* RTMR3 follows the recorded digest */
 	assert_string_not_equal(json, good);
 	free(json);
 	free(good);
@@ -811,7 +823,8 @@ static void test_deterministic_seed_reproduces_every_byte(void **state)
 	assert_string_equal(a->collateral_json, b->collateral_json);
 	assert_int_equal(a->root_der_len, b->root_der_len);
 	assert_memory_equal(a->root_der, b->root_der, a->root_der_len);
-	assert_false(a->root_der_len == c->root_der_len && memcmp(a->root_der, c->root_der, a->root_der_len) == 0);
+	assert_false(a->root_der_len == c->root_der_len &&
+	             memcmp(a->root_der, c->root_der, a->root_der_len) == 0);
 	sim_output_free(a);
 	sim_output_free(b);
 	sim_output_free(c);
@@ -820,12 +833,13 @@ static void test_deterministic_seed_reproduces_every_byte(void **state)
 static void test_fresh_mode_uses_new_keys_each_time(void **state)
 {
 	struct sim_output *a = NULL, *b = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 
 	(void)state;
 	assert_int_equal(sim_generate_default(NOW, NULL, &a, &err), 0);
 	assert_int_equal(sim_generate_default(NOW, NULL, &b, &err), 0);
-	assert_false(a->root_der_len == b->root_der_len && memcmp(a->root_der, b->root_der, a->root_der_len) == 0);
+	assert_false(a->root_der_len == b->root_der_len &&
+	             memcmp(a->root_der, b->root_der, a->root_der_len) == 0);
 	sim_output_free(a);
 	sim_output_free(b);
 	sim_output_free(NULL);
@@ -838,7 +852,7 @@ static void test_libattest_parser_reads_sim_quote(void **state)
 	struct sim_opts o;
 	struct sim_output *out;
 	struct attest_quote *q = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 
 	(void)state;
 	sim_opts_init(&o, NOW);
@@ -894,12 +908,13 @@ struct scenario {
 	 * an acceptance is printed instead of failing until attest/pki.c changes. */
 };
 
-static const char *const ADV2[] = {"INTEL-SA-00001", "INTEL-SA-00002", NULL};
-static const char *const ADV_SW[] = {"INTEL-SA-00615", NULL};
-static const char *const ADV_QE[] = {"INTEL-SA-00999", NULL};
+static const char *const ADV2[] = { "INTEL-SA-00001", "INTEL-SA-00002", NULL };
+static const char *const ADV_SW[] = { "INTEL-SA-00615", NULL };
+static const char *const ADV_QE[] = { "INTEL-SA-00999", NULL };
 static struct sim_tcb_level s_levels[2];
-static const struct sim_isv_level S_QE_LEVELS[2] = {{8, "UpToDate", NULL, NULL}, {4, "OutOfDate", NULL, ADV_QE}};
-static const uint8_t S_OTHER_FMSPC[6] = {0x00, 0x60, 0x6a, 0x00, 0x00, 0x00};
+static const struct sim_isv_level S_QE_LEVELS[2] = { { 8, "UpToDate", NULL, NULL },
+	                                             { 4, "OutOfDate", NULL, ADV_QE } };
+static const uint8_t S_OTHER_FMSPC[6] = { 0x00, 0x60, 0x6a, 0x00, 0x00, 0x00 };
 
 static void s_default(struct sim_opts *o)
 {
@@ -1027,33 +1042,45 @@ static void s_no_nul_trailing_pad(struct sim_opts *o)
 }
 
 static const struct scenario SCENARIOS[] = {
-	{.name = "default_v4", .setup = s_default, .status = "UpToDate"},
-	{.name = "v5_td10", .setup = s_v5_td10, .status = "UpToDate"},
-	{.name = "v5_td15", .setup = s_v5_td15, .status = "UpToDate"},
-	{.name = "deterministic", .setup = s_deterministic, .status = "UpToDate"},
-	{.name = "out_of_date", .setup = s_out_of_date, .status = "OutOfDate", .adv = ADV2},
-	{.name = "sw_hardening", .setup = s_sw_hardening, .status = "SWHardeningNeeded", .adv = ADV_SW},
-	{.name = "qe_out_of_date", .setup = s_qe_out_of_date, .status = "OutOfDate", .adv = ADV_QE},
-	{.name = "no_nul_trailing_pad", .setup = s_no_nul_trailing_pad, .status = "UpToDate"},
-	{.name = "tcb_level_revoked", .setup = s_tcb_level_revoked, .qvl_error = "TCB status is invalid"},
-	{.name = "no_matching_level", .setup = s_no_matching_level, .qvl_error = "No matching TCB level"},
-	{.name = "revoked_pck", .setup = s_revoked_pck, .qvl_error = "revoked"},
-	{.name = "revoked_tcb_signing", .setup = s_revoked_tcb_signing, .qvl_error = "revoked"},
-	{.name = "bad_quote_sig", .setup = s_bad_quote_sig, .qvl_error = "ISV enclave report signature is invalid"},
-	{.name = "bad_qe_report_sig", .setup = s_bad_qe_report_sig, .qvl_error = "Signature is invalid for qe_report"},
-	{.name = "bad_qe_report_data", .setup = s_bad_qe_report_data, .qvl_error = "QE report hash mismatch"},
-	{.name = "bad_tcb_info_sig", .setup = s_bad_tcb_info_sig, .qvl_error = "Signature is invalid for tcb_info"},
-	{.name = "tampered_qe_identity", .setup = s_tampered_qe_identity, .qvl_error = "Signature is invalid for qe_identity"},
-	{.name = "wrong_fmspc", .setup = s_wrong_fmspc, .qvl_error = "Fmspc mismatch"},
-	{.name = "expired_pck", .setup = s_expired_pck, .qvl_error = "expired or not yet valid"},
-	{.name = "bad_pck_cert_sig", .setup = s_bad_pck_cert_sig, .qvl_error = "leaf signature invalid"},
-	{.name = "pck_is_ca", .setup = s_pck_is_ca, .qvl_error = "CaUsedAsEndEntity"},
-	{.name = "pck_ca_flag_only", .setup = s_pck_ca_flag_only, .qvl_error = "CaUsedAsEndEntity"},
-	{.name = "tcb_info_expired", .setup = s_tcb_info_expired, .qvl_error = "TCBInfo expired"},
-	{.name = "debug_td", .setup = s_debug_td, .qvl_error = "Debug mode is enabled"},
-	{.name = "no_sept_ve_disable", .setup = s_no_sept_ve_disable, .qvl_error = "SEPT_VE_DISABLE"},
-	{.name = "mrservicetd_set", .setup = s_mrservicetd_set, .qvl_error = "Invalid mr service td"},
-	{.name = "qe_mrsigner_mismatch", .setup = s_qe_mrsigner_mismatch, .qvl_error = "QE MRSIGNER mismatch"},
+	{ .name = "default_v4", .setup = s_default, .status = "UpToDate" },
+	{ .name = "v5_td10", .setup = s_v5_td10, .status = "UpToDate" },
+	{ .name = "v5_td15", .setup = s_v5_td15, .status = "UpToDate" },
+	{ .name = "deterministic", .setup = s_deterministic, .status = "UpToDate" },
+	{ .name = "out_of_date", .setup = s_out_of_date, .status = "OutOfDate", .adv = ADV2 },
+	{ .name = "sw_hardening", .setup = s_sw_hardening, .status = "SWHardeningNeeded", .adv = ADV_SW },
+	{ .name = "qe_out_of_date", .setup = s_qe_out_of_date, .status = "OutOfDate", .adv = ADV_QE },
+	{ .name = "no_nul_trailing_pad", .setup = s_no_nul_trailing_pad, .status = "UpToDate" },
+	{ .name = "tcb_level_revoked", .setup = s_tcb_level_revoked, .qvl_error = "TCB status is invalid" },
+	{ .name = "no_matching_level", .setup = s_no_matching_level, .qvl_error = "No matching TCB level" },
+	{ .name = "revoked_pck", .setup = s_revoked_pck, .qvl_error = "revoked" },
+	{ .name = "revoked_tcb_signing", .setup = s_revoked_tcb_signing, .qvl_error = "revoked" },
+	{ .name = "bad_quote_sig",
+	  .setup = s_bad_quote_sig,
+	  .qvl_error = "ISV enclave report signature is invalid" },
+	{ .name = "bad_qe_report_sig",
+	  .setup = s_bad_qe_report_sig,
+	  .qvl_error = "Signature is invalid for qe_report" },
+	{ .name = "bad_qe_report_data",
+	  .setup = s_bad_qe_report_data,
+	  .qvl_error = "QE report hash mismatch" },
+	{ .name = "bad_tcb_info_sig",
+	  .setup = s_bad_tcb_info_sig,
+	  .qvl_error = "Signature is invalid for tcb_info" },
+	{ .name = "tampered_qe_identity",
+	  .setup = s_tampered_qe_identity,
+	  .qvl_error = "Signature is invalid for qe_identity" },
+	{ .name = "wrong_fmspc", .setup = s_wrong_fmspc, .qvl_error = "Fmspc mismatch" },
+	{ .name = "expired_pck", .setup = s_expired_pck, .qvl_error = "expired or not yet valid" },
+	{ .name = "bad_pck_cert_sig", .setup = s_bad_pck_cert_sig, .qvl_error = "leaf signature invalid" },
+	{ .name = "pck_is_ca", .setup = s_pck_is_ca, .qvl_error = "CaUsedAsEndEntity" },
+	{ .name = "pck_ca_flag_only", .setup = s_pck_ca_flag_only, .qvl_error = "CaUsedAsEndEntity" },
+	{ .name = "tcb_info_expired", .setup = s_tcb_info_expired, .qvl_error = "TCBInfo expired" },
+	{ .name = "debug_td", .setup = s_debug_td, .qvl_error = "Debug mode is enabled" },
+	{ .name = "no_sept_ve_disable", .setup = s_no_sept_ve_disable, .qvl_error = "SEPT_VE_DISABLE" },
+	{ .name = "mrservicetd_set", .setup = s_mrservicetd_set, .qvl_error = "Invalid mr service td" },
+	{ .name = "qe_mrsigner_mismatch",
+	  .setup = s_qe_mrsigner_mismatch,
+	  .qvl_error = "QE MRSIGNER mismatch" },
 };
 #define N_SCENARIOS (sizeof(SCENARIOS) / sizeof(SCENARIOS[0]))
 
@@ -1070,16 +1097,16 @@ static void test_libattest_verifier_agrees_on_every_scenario(void **state)
 		struct attest_verdict *v = NULL;
 		struct attest_policy pol;
 		struct attest_input in;
-		struct tdxr_err err = {0};
+		struct tdxr_err err = { 0 };
 		size_t n_adv = 0;
 
 		sim_opts_init(&o, NOW);
 		sc->setup(&o);
 		out = generate(&o);
-		if (attest_collateral_parse((const uint8_t *)out->collateral_json, strlen(out->collateral_json), &col,
-					    &err) ||
-		    attest_eventlog_parse_json((const uint8_t *)out->eventlog_json, strlen(out->eventlog_json), &log,
-					       &err))
+		if (attest_collateral_parse((const uint8_t *)out->collateral_json,
+		                            strlen(out->collateral_json), &col, &err) ||
+		    attest_eventlog_parse_json((const uint8_t *)out->eventlog_json,
+		                               strlen(out->eventlog_json), &log, &err))
 			fail_msg("%s: %s", sc->name, err.msg);
 		memset(&in, 0, sizeof(in));
 		in.quote = out->quote;
@@ -1110,7 +1137,7 @@ static void test_libattest_verifier_agrees_on_every_scenario(void **state)
 				assert_string_equal(v->advisory_ids[k], sc->adv[k]);
 		} else if (v->ok) {
 			fail_msg("%s: libattest accepted (%s); dcap-qvl rejects with \"%s\"", sc->name,
-				 attest_tcb_status_name(v->status), sc->qvl_error);
+			         attest_tcb_status_name(v->status), sc->qvl_error);
 		}
 		attest_verdict_free(v);
 		attest_eventlog_free(log);
@@ -1127,7 +1154,7 @@ static int dump_one(const char *base, const struct scenario *sc)
 	char dir[1024], *meta = NULL;
 	struct sim_opts o;
 	struct sim_output *out = NULL;
-	struct tdxr_err err = {0};
+	struct tdxr_err err = { 0 };
 	json_t *m = NULL, *exp = NULL, *adv = NULL;
 	int rc = -1;
 
@@ -1188,22 +1215,22 @@ static int dump_all(const char *base)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_v4_quote_has_documented_layout_and_valid_signatures),
-	    cmocka_unit_test(test_v5_quotes_carry_body_descriptor_for_td10_and_td15),
-	    cmocka_unit_test(test_v4_with_td15_body_is_refused),
-	    cmocka_unit_test(test_pck_leaf_carries_sgx_extension_with_chosen_values),
-	    cmocka_unit_test(test_root_is_not_intel_and_is_a_self_signed_ca),
-	    cmocka_unit_test(test_pck_chain_and_crls_verify_with_openssl_and_revocation_is_seen),
-	    cmocka_unit_test(test_expired_and_badly_signed_certificates_fail_openssl),
-	    cmocka_unit_test(test_collateral_is_signed_by_tcb_signing_cert_and_has_intel_shape),
-	    cmocka_unit_test(test_collateral_corruptions_break_signatures),
-	    cmocka_unit_test(test_quote_corruptions_break_the_named_check),
-	    cmocka_unit_test(test_eventlog_replays_to_quote_rtmrs_and_binds_identity),
-	    cmocka_unit_test(test_eventlog_corrupt_digest_still_replays),
-	    cmocka_unit_test(test_deterministic_seed_reproduces_every_byte),
-	    cmocka_unit_test(test_fresh_mode_uses_new_keys_each_time),
-	    cmocka_unit_test(test_libattest_parser_reads_sim_quote),
-	    cmocka_unit_test(test_libattest_verifier_agrees_on_every_scenario),
+		cmocka_unit_test(test_v4_quote_has_documented_layout_and_valid_signatures),
+		cmocka_unit_test(test_v5_quotes_carry_body_descriptor_for_td10_and_td15),
+		cmocka_unit_test(test_v4_with_td15_body_is_refused),
+		cmocka_unit_test(test_pck_leaf_carries_sgx_extension_with_chosen_values),
+		cmocka_unit_test(test_root_is_not_intel_and_is_a_self_signed_ca),
+		cmocka_unit_test(test_pck_chain_and_crls_verify_with_openssl_and_revocation_is_seen),
+		cmocka_unit_test(test_expired_and_badly_signed_certificates_fail_openssl),
+		cmocka_unit_test(test_collateral_is_signed_by_tcb_signing_cert_and_has_intel_shape),
+		cmocka_unit_test(test_collateral_corruptions_break_signatures),
+		cmocka_unit_test(test_quote_corruptions_break_the_named_check),
+		cmocka_unit_test(test_eventlog_replays_to_quote_rtmrs_and_binds_identity),
+		cmocka_unit_test(test_eventlog_corrupt_digest_still_replays),
+		cmocka_unit_test(test_deterministic_seed_reproduces_every_byte),
+		cmocka_unit_test(test_fresh_mode_uses_new_keys_each_time),
+		cmocka_unit_test(test_libattest_parser_reads_sim_quote),
+		cmocka_unit_test(test_libattest_verifier_agrees_on_every_scenario),
 	};
 
 	if (argc == 3 && strcmp(argv[1], "--dump") == 0)

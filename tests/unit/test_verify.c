@@ -24,8 +24,9 @@ static void every_manifest_pair_matches_the_expected_verdict(void **state)
 	assert_non_null(m);
 	list = json_object_get(m, "quote_verification");
 	assert_true(json_array_size(list) >= 10);
-	json_array_foreach(list, i, it) {
-		struct attest_input in = {0};
+	json_array_foreach(list, i, it)
+	{
+		struct attest_input in = { 0 };
 		struct attest_policy pol;
 		struct attest_verdict *v = NULL;
 		json_t *exp = json_object_get(it, "expect");
@@ -42,17 +43,18 @@ static void every_manifest_pair_matches_the_expected_verdict(void **state)
 		pol.accept_tcb = ALL_BUT_REVOKED; /* like the oracle: judge the chain, report the status */
 		assert_int_equal(attest_verify(&in, &pol, &v, NULL), 0);
 		print_message("%-45s %-8s %s %s\n", json_string_value(json_object_get(it, "quote")),
-			      v->ok ? "verify" : "reject", v->have_status ? attest_tcb_status_name(v->status) : "-",
-			      v->error);
+		              v->ok ? "verify" : "reject",
+		              v->have_status ? attest_tcb_status_name(v->status) : "-", v->error);
 		if (strcmp(want, "verify") == 0) {
 			json_t *adv = json_object_get(exp, "advisory_ids");
 
 			assert_true(v->ok);
 			assert_string_equal(attest_tcb_status_name(v->status),
-					    json_string_value(json_object_get(exp, "tcb_status")));
+			                    json_string_value(json_object_get(exp, "tcb_status")));
 			assert_int_equal(v->n_advisory, json_array_size(adv));
 			for (k = 0; k < v->n_advisory; k++)
-				assert_string_equal(v->advisory_ids[k], json_string_value(json_array_get(adv, k)));
+				assert_string_equal(v->advisory_ids[k],
+				                    json_string_value(json_array_get(adv, k)));
 		} else {
 			assert_false(v->ok);
 			assert_true(tu_error_names_step(v));
@@ -97,8 +99,8 @@ static void expect_fail(struct fixture *f, const char *step, const char *needle)
 	struct attest_verdict *v = run(f);
 
 	if (v->ok || strncmp(v->error, step, strlen(step)) != 0 || (needle && !strstr(v->error, needle)))
-		fail_msg("expected failure at %s (%s), got ok=%d error='%s'", step, needle ? needle : "", v->ok,
-			 v->error);
+		fail_msg("expected failure at %s (%s), got ok=%d error='%s'", step, needle ? needle : "",
+		         v->ok, v->error);
 	attest_verdict_free(v);
 }
 
@@ -168,7 +170,7 @@ static void wrong_root_and_expectations_fail_closed(void **state)
 	struct fixture f;
 	size_t n = 0;
 	uint8_t *root, rd[64];
-	static const char *const other_mrtd[] = {"00", NULL};
+	static const char *const other_mrtd[] = { "00", NULL };
 
 	TU_REQUIRE_SHARED();
 	root = tu_read("tdx/intel-root/Intel_SGX_RootCA.der", &n);
@@ -215,8 +217,8 @@ static void sgx_quote_in_tdx_collateral_is_rejected(void **state)
 
 static void prepared_trust_gives_the_same_verdicts_and_guards_its_window(void **state)
 {
-	static const char *const quotes[] = {"tdx/dcap-qvl/tdx_quote", "tdx/dcap-qvl/quote-from-tappd.hex",
-					     "tdx/dcap-qvl/tdx-quote.hex", "tdx/dstack/ra-tls-tdx_quote"};
+	static const char *const quotes[] = { "tdx/dcap-qvl/tdx_quote", "tdx/dcap-qvl/quote-from-tappd.hex",
+		                              "tdx/dcap-qvl/tdx-quote.hex", "tdx/dstack/ra-tls-tdx_quote" };
 	struct attest_collateral *c;
 	struct attest_trust *t = NULL;
 	struct attest_policy pol;
@@ -231,7 +233,7 @@ static void prepared_trust_gives_the_same_verdicts_and_guards_its_window(void **
 	attest_policy_init(&pol);
 	for (round = 0; round < 2; round++) { /* the second round hits the certificate cache */
 		for (i = 0; i < sizeof(quotes) / sizeof(quotes[0]); i++) {
-			struct attest_input in = {0};
+			struct attest_input in = { 0 };
 			struct attest_verdict *a = NULL, *b = NULL;
 
 			in.quote = tu_quote(quotes[i], &in.quote_len);

@@ -28,15 +28,15 @@ static inline const char *tu_shared(void)
 }
 
 /* Skips the calling test when ../shared/testdata is absent. */
-#define TU_REQUIRE_SHARED()                                                                       \
-	do {                                                                                      \
-		struct stat st_;                                                                  \
-		char p_[4096];                                                                    \
-		snprintf(p_, sizeof(p_), "%s/tdx/manifest.json", tu_shared());                    \
-		if (stat(p_, &st_) != 0) {                                                        \
-			print_message("SKIP: %s is absent (real vectors live in ../shared)\n", p_); \
-			skip();                                                                   \
-		}                                                                                 \
+#define TU_REQUIRE_SHARED()                                                                                  \
+	do {                                                                                                 \
+		struct stat st_;                                                                             \
+		char p_[4096];                                                                               \
+		snprintf(p_, sizeof(p_), "%s/tdx/manifest.json", tu_shared());                               \
+		if (stat(p_, &st_) != 0) {                                                                   \
+			print_message("SKIP: %s is absent (real vectors live in ../shared)\n", p_);          \
+			skip();                                                                              \
+		}                                                                                            \
 	} while (0)
 
 static inline uint8_t *tu_read(const char *rel, size_t *len)
@@ -85,7 +85,8 @@ static inline int tu_error_names_step(const struct attest_verdict *v)
 	if (colon == NULL)
 		return 0;
 	for (i = 0; i < v->n_steps; i++)
-		if (v->steps[i].result == ATTEST_STEP_FAIL && strlen(v->steps[i].name) == (size_t)(colon - v->error) &&
+		if (v->steps[i].result == ATTEST_STEP_FAIL &&
+		    strlen(v->steps[i].name) == (size_t)(colon - v->error) &&
 		    strncmp(v->error, v->steps[i].name, (size_t)(colon - v->error)) == 0)
 			return 1;
 	return 0;

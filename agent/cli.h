@@ -20,5 +20,7 @@ int cli_collateral(int argc, char **argv);
 void cli_collateral_help(void);
 int cli_simulate(int argc, char **argv);
 void cli_simulate_help(void);
+int cli_guest_agent(int argc, char **argv);
+void cli_guest_agent_help(void);
 
 #endif

@@ -20,6 +20,8 @@ static const struct cli_command commands[] = {
 	 cli_collateral_help},
 	{"simulate", "produce simulated TDX evidence and an attestation bundle (attest/sim)", cli_simulate,
 	 cli_simulate_help},
+	{"guest-agent", "serve the dstack guest-agent API for a local box (simulated TDX)", cli_guest_agent,
+	 cli_guest_agent_help},
 	{"version", "print the version", cmd_version, version_help},
 	{"help", "list the commands, or show one command's help", cmd_help, help_help},
 };

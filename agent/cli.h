@@ -20,6 +20,10 @@ int cli_collateral(int argc, char **argv);
 void cli_collateral_help(void);
 int cli_simulate(int argc, char **argv);
 void cli_simulate_help(void);
+int cli_ssh(int argc, char **argv);
+void cli_ssh_help(void);
+int cli_rsh(int argc, char **argv);
+void cli_rsh_help(void);
 int cli_guest_agent(int argc, char **argv);
 void cli_guest_agent_help(void);
 

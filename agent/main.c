@@ -22,6 +22,8 @@ static const struct cli_command commands[] = {
 	 cli_simulate_help},
 	{"guest-agent", "serve the dstack guest-agent API for a local box (simulated TDX)", cli_guest_agent,
 	 cli_guest_agent_help},
+	{"ssh", "run a command (or a shell) in a leased box over TLS/SSH", cli_ssh, cli_ssh_help},
+	{"rsh", "rsync's remote shell for a leased box (rsync -e 'tdx-runner rsh LEASE')", cli_rsh, cli_rsh_help},
 	{"version", "print the version", cmd_version, version_help},
 	{"help", "list the commands, or show one command's help", cmd_help, help_help},
 };

@@ -24,7 +24,14 @@ int cli_ssh(int argc, char **argv);
 void cli_ssh_help(void);
 int cli_rsh(int argc, char **argv);
 void cli_rsh_help(void);
+
 int cli_guest_agent(int argc, char **argv);
 void cli_guest_agent_help(void);
+int cli_run(int argc, char **argv);
+void cli_run_help(void);
+int cli_leases(int argc, char **argv);
+void cli_leases_help(void);
+int cli_reap(int argc, char **argv);
+void cli_reap_help(void);
 
 #endif

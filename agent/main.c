@@ -14,18 +14,23 @@ static int cmd_version(int argc, char **argv);
 static void version_help(void);
 
 static const struct cli_command commands[] = {
-	{"verify", "verify a TDX quote, or re-verify an attestation bundle, offline", cli_verify,
-	 cli_verify_help},
-	{"collateral", "fetch quote collateral from Intel PCS or a PCCS (cached per FMSPC)", cli_collateral,
-	 cli_collateral_help},
-	{"simulate", "produce simulated TDX evidence and an attestation bundle (attest/sim)", cli_simulate,
-	 cli_simulate_help},
-	{"guest-agent", "serve the dstack guest-agent API for a local box (simulated TDX)", cli_guest_agent,
-	 cli_guest_agent_help},
-	{"ssh", "run a command (or a shell) in a leased box over TLS/SSH", cli_ssh, cli_ssh_help},
-	{"rsh", "rsync's remote shell for a leased box (rsync -e 'tdx-runner rsh LEASE')", cli_rsh, cli_rsh_help},
-	{"version", "print the version", cmd_version, version_help},
-	{"help", "list the commands, or show one command's help", cmd_help, help_help},
+	{ "run", "run a command from this git checkout in a freshly leased, attested box", cli_run,
+	  cli_run_help },
+	{ "leases", "list the leased boxes recorded on this host", cli_leases, cli_leases_help },
+	{ "reap", "release every lease no live process owns", cli_reap, cli_reap_help },
+	{ "verify", "verify a TDX quote, or re-verify an attestation bundle, offline", cli_verify,
+	  cli_verify_help },
+	{ "collateral", "fetch quote collateral from Intel PCS or a PCCS (cached per FMSPC)", cli_collateral,
+	  cli_collateral_help },
+	{ "simulate", "produce simulated TDX evidence and an attestation bundle (attest/sim)", cli_simulate,
+	  cli_simulate_help },
+	{ "guest-agent", "serve the dstack guest-agent API for a local box (simulated TDX)", cli_guest_agent,
+	  cli_guest_agent_help },
+	{ "ssh", "run a command (or a shell) in a leased box over TLS/SSH", cli_ssh, cli_ssh_help },
+	{ "rsh", "rsync's remote shell for a leased box (rsync -e 'tdx-runner rsh LEASE')", cli_rsh,
+	  cli_rsh_help },
+	{ "version", "print the version", cmd_version, version_help },
+	{ "help", "list the commands, or show one command's help", cmd_help, help_help },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -34,7 +39,7 @@ static void usage(FILE *out)
 	size_t i;
 
 	fprintf(out, "usage: tdx-runner COMMAND [ARGS...]\n\n"
-		     "Runs CI jobs in attested Intel TDX confidential VMs.\n\ncommands:\n");
+	             "Runs CI jobs in attested Intel TDX confidential VMs.\n\ncommands:\n");
 	for (i = 0; i < N_COMMANDS; i++)
 		fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
 	fprintf(out, "\nRun 'tdx-runner COMMAND --help' for a command's options.\n");

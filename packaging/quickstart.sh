@@ -1,28 +1,26 @@
 #!/usr/bin/env bash
 # quickstart.sh - the README's first command: installs what is needed, builds
 # tdx-runner (Release) into build/, and runs the main job on the embedded
-# default. Today the main job is the attestation gate on simulated evidence:
-# `tdx-runner simulate` produces a simulator-signed TDX quote, collateral and
-# dstack event log and writes an attestation bundle; `tdx-runner verify`
-# re-verifies that bundle offline, first refusing it (a simulated root is not
-# Intel) and then accepting it with --allow-simulated. `tdx-runner run` on the
-# `local` executor takes this place when the pipeline lands (docs/ROADMAP.md).
+# default, the `local` executor: `tdx-runner run` leases a box on this machine
+# (its own sshd and a guest agent that issues simulated TDX quotes), refuses it
+# unless its attestation verifies (simulated root allowed for `local`, with a
+# warning), syncs this checkout into it, builds tdx-runner inside the box from
+# the synced source, writes the attestation bundle and releases the box. The
+# bundle is then re-verified offline with `tdx-runner verify`.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 packaging/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTDXR_TESTS=OFF -DTDXR_WERROR=OFF >/dev/null
 cmake --build build -j 2
-bin=build/agent/tdx-runner
+bin=$root/build/agent/tdx-runner
+state=$(mktemp -d /tmp/tdxr-quickstart-XXXXXX)
+trap 'rm -rf "$state"' EXIT
+printf '{"state_dir": "%s"}\n' "$state" >"$state/config.json"
 echo
-echo "== tdx-runner simulate --out build/attestation-bundle.json"
-"$bin" simulate --out build/attestation-bundle.json --report-data "$(printf 'quickstart' | od -An -tx1 | tr -d ' \n')"
+echo "== tdx-runner run -- (build tdx-runner inside the attested box)"
+"$bin" run --config "$state/config.json" --bundle build/tdx-attestation.json -- \
+	sh -c 'cmake -S . -B build-box -G Ninja -DTDXR_TESTS=OFF >/dev/null && cmake --build build-box -j 2 >/dev/null && ./build-box/agent/tdx-runner version'
 echo
-echo "== tdx-runner verify build/attestation-bundle.json   (must refuse: simulated root)"
-if "$bin" verify build/attestation-bundle.json | tail -2; then
-  echo "ERROR: a simulated bundle was accepted without --allow-simulated" >&2
-  exit 1
-fi
-echo
-echo "== tdx-runner verify --allow-simulated build/attestation-bundle.json"
-"$bin" verify --allow-simulated build/attestation-bundle.json
+echo "== tdx-runner verify --allow-simulated build/tdx-attestation.json"
+"$bin" verify --allow-simulated build/tdx-attestation.json | tail -1

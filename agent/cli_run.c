@@ -1,0 +1,159 @@
+/*
+ * cli_run.c - `tdx-runner run [--executor E] [--keep] [--artifacts PATH]... -- CMD...`:
+ * from a git checkout, lease a box, refuse it unless it attests, sync the
+ * working tree, run CMD with live output, copy artifacts back, write the
+ * attestation bundle, release. SIGINT/SIGTERM cancel and still release.
+ */
+#include "agent/cli.h"
+
+#include "agent/config.h"
+#include "agent/job.h"
+#include "common/log.h"
+
+#include <getopt.h>
+#include <git2.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t g_cancel;
+static atomic_int g_exec_cancel;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	g_cancel = 1;
+	atomic_store(&g_exec_cancel, 1);
+}
+
+void cli_run_help(void)
+{
+	printf("usage: tdx-runner run [options] -- CMD [ARGS...]\n"
+	       "\n"
+	       "From a git checkout: lease a box, verify its attestation (nothing is sent to a box\n"
+	       "that does not attest), sync the working tree (tracked + untracked-not-ignored files),\n"
+	       "run CMD in it with live output, copy artifacts back, write the attestation bundle,\n"
+	       "and release the box - also on failure, Ctrl-C or SIGTERM.\n"
+	       "\n"
+	       "  --executor local|phala|dstack   back end (default: the config's executor.kind, local)\n"
+	       "  --config FILE           configuration file (default %s)\n"
+	       "  --artifacts PATH        copy PATH (relative to the work dir) back; repeatable\n"
+	       "  --artifacts-dir DIR     where artifacts land (default .)\n"
+	       "  --bundle FILE           attestation bundle (default tdx-attestation.json)\n"
+	       "  --keep                  keep the box after the run (tdx-runner reap releases it)\n"
+	       "  -C DIR                  run as if started in DIR\n"
+	       "\n"
+	       "Exit status: CMD's own, 128+N when it was killed by signal N, %d when the box did not\n"
+	       "attest (nothing was sent to it), %d when leasing, transport, sync or release failed,\n"
+	       "2 on usage errors.\n",
+	       "/etc/tdx-runner/config.json or ~/.config/tdx-runner/config.json", JOB_EXIT_ATTEST,
+	       JOB_EXIT_INFRA);
+}
+
+int cli_run(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "executor", required_argument, NULL, 'e' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "artifacts", required_argument, NULL, 'a' },
+		{ "artifacts-dir", required_argument, NULL, 'd' },
+		{ "bundle", required_argument, NULL, 'b' },
+		{ "keep", no_argument, NULL, 'k' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *executor = NULL, *config = NULL, *artifacts[64], *chdir_to = NULL;
+	struct job_run_opts o;
+	struct config *cfg = NULL;
+	struct tdxr_err e;
+	git_repository *repo = NULL;
+	enum config_executor_kind kind;
+	size_t n_art = 0;
+	char *repo_dir = NULL;
+	int c, rc;
+
+	memset(&o, 0, sizeof(o));
+	o.bundle_path = "tdx-attestation.json";
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+C:", lo, NULL)) != -1) {
+		switch (c) {
+		case 'e': executor = optarg; break;
+		case 'c': config = optarg; break;
+		case 'd': o.artifacts_dir = optarg; break;
+		case 'b': o.bundle_path = optarg; break;
+		case 'k': o.keep = 1; break;
+		case 'C': chdir_to = optarg; break;
+		case 'a':
+			if (n_art >= sizeof(artifacts) / sizeof(artifacts[0])) {
+				fprintf(stderr, "tdx-runner run: at most 64 --artifacts\n");
+				return 2;
+			}
+			artifacts[n_art++] = optarg;
+			break;
+		default:
+			fprintf(stderr, "tdx-runner run: unknown or incomplete option '%s' (see --help)\n",
+			        argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (optind < argc && strcmp(argv[optind], "--") == 0)
+		optind++;
+	if (optind >= argc) {
+		fprintf(stderr,
+		        "tdx-runner run: no command (usage: tdx-runner run [options] -- CMD [ARGS...])\n");
+		return 2;
+	}
+	if (chdir_to && chdir(chdir_to) != 0) {
+		fprintf(stderr, "tdx-runner run: cannot change to %s\n", chdir_to);
+		return 2;
+	}
+	tdxr_err_clear(&e);
+	if (config_load(config, &cfg, &e)) {
+		fprintf(stderr, "tdx-runner run: %s\n", e.msg);
+		return 2;
+	}
+	tdxr_log_setup(cfg->log_format, cfg->log_level, NULL);
+	kind = cfg->executor.kind;
+	if (executor &&
+	    (config_executor_kind_parse(executor, &kind, &e) || config_check_executor(cfg, kind, &e))) {
+		fprintf(stderr, "tdx-runner run: --executor: %s\n", e.msg);
+		config_free(cfg);
+		return 2;
+	}
+	git_libgit2_init();
+	if (git_repository_open_ext(&repo, ".", 0, NULL) != 0 || git_repository_workdir(repo) == NULL) {
+		fprintf(stderr,
+		        "tdx-runner run: not inside a git working tree (tdx-runner run syncs a checkout)\n");
+		git_repository_free(repo);
+		git_libgit2_shutdown();
+		config_free(cfg);
+		return 2;
+	}
+	repo_dir = strdup(git_repository_workdir(repo));
+	git_repository_free(repo);
+	if (repo_dir && strlen(repo_dir) > 1 && repo_dir[strlen(repo_dir) - 1] == '/')
+		repo_dir[strlen(repo_dir) - 1] = '\0';
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+	o.cfg = cfg;
+	o.executor_kind = (int)kind;
+	o.repo_dir = repo_dir;
+	o.argv = (const char *const *)argv + optind;
+	o.argc = (size_t)(argc - optind);
+	o.artifacts = artifacts;
+	o.n_artifacts = n_art;
+	o.progress = 1;
+	o.cancel = &g_cancel;
+	o.exec_cancel = &g_exec_cancel;
+	rc = job_run(&o, &e);
+	if (rc == JOB_EXIT_ATTEST || rc == JOB_EXIT_INFRA || rc == JOB_EXIT_USAGE)
+		if (e.msg[0])
+			fprintf(stderr, "tdx-runner run: %s\n", e.msg);
+	free(repo_dir);
+	config_free(cfg);
+	git_libgit2_shutdown();
+	return rc;
+}

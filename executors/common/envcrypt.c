@@ -114,7 +114,7 @@ int exec_env_decrypt(const uint8_t privkey[32], const char *hex, char **json_out
 	    EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, b + 32) != 1 ||
 	    EVP_DecryptUpdate(c, pt, &len, b + 44, (int)(n - 60)) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, b + n - 16) != 1 || EVP_DecryptFinal_ex(c, pt + len, &fin) != 1) {
-		tdxr_err_set(err, TDXR_EAUTH, "env decryption: authentication failed");
+		rc = tdxr_err_set(err, TDXR_EAUTH, "env decryption: authentication failed");
 		goto out;
 	}
 	*json_out = strndup((const char *)pt, (size_t)(len + fin));

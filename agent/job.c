@@ -15,6 +15,7 @@
 #include "agent/remote/remote.h"
 #include "agent/remote/sync.h"
 #include "attest/attest.h"
+#include "attest/fetch.h"
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -259,6 +260,39 @@ static int read_box_file(const struct exec_lease *l, const char *name, uint8_t *
 	return tdxr_file_read(p, TDXR_CAP_COLLATERAL, out, len, err);
 }
 
+/* Intel collateral for the quote's FMSPC and PCK CA, from the configured PCS/PCCS through the
+ * on-disk cache (policy.pccs_url, policy.cache_dir or <state_dir>/collateral). */
+static int fetch_collateral(struct job *j, const struct attest_evidence *ev, struct attest_collateral **out,
+			    struct tdxr_err *err)
+{
+	const struct config *cfg = j->o->cfg;
+	struct attest_fetch_opts fo;
+	struct attest_quote *q = NULL;
+	char fmspc[13], cache[512], *json = NULL;
+	const char *ca = NULL;
+	int rc;
+
+	*out = NULL;
+	if ((rc = attest_quote_parse(ev->quote, ev->quote_len, &q, err)) ||
+	    (rc = attest_quote_pck_info(q, fmspc, &ca, err))) {
+		attest_quote_free(q);
+		return tdxr_err_prefix(err, "gate: quote");
+	}
+	attest_fetch_opts_init(&fo);
+	fo.base_url = cfg->policy.pccs_url;
+	if (cfg->policy.cache_dir)
+		fo.cache_dir = cfg->policy.cache_dir;
+	else if ((size_t)snprintf(cache, sizeof(cache), "%s/collateral", cfg->state_dir) < sizeof(cache))
+		fo.cache_dir = cache;
+	rc = attest_fetch_collateral(&fo, fmspc, q->tee_type == ATTEST_TEE_TDX, ca, &json, NULL, err);
+	attest_quote_free(q);
+	if (rc)
+		return tdxr_err_prefix(err, "gate: collateral");
+	rc = attest_collateral_parse((const uint8_t *)json, strlen(json), out, err);
+	free(json);
+	return rc ? tdxr_err_prefix(err, "gate: collateral") : 0;
+}
+
 static int step_gate(struct job *j, struct tdxr_err *err)
 {
 	const struct config *cfg = j->o->cfg;
@@ -299,24 +333,37 @@ static int step_gate(struct job *j, struct tdxr_err *err)
 		rc = tdxr_err_set(err, TDXR_EATTEST, "gate: the guest agent returned no quote");
 		goto out;
 	}
-	/* Collateral and root: a simulated box publishes its simulator's; a real one needs Intel's (PCS). */
-	if (!(j->ops->caps & EXEC_CAP_SIMULATED)) {
-		rc = tdxr_err_set(err, TDXR_EATTEST, "gate: collateral for %s boxes is not wired yet",
-		                  j->ops->name);
-		goto out;
+	/* Collateral and root: a simulated box publishes its simulator's; any other box is judged
+	 * against Intel's collateral from the PCS/PCCS (cached per FMSPC), to the pinned Intel root. */
+	if (j->ops->caps & EXEC_CAP_SIMULATED) {
+		if ((rc = read_box_file(&j->lease, "collateral.json", &coll_json, &clen, err)) ||
+		    (rc = attest_collateral_parse(coll_json, clen, &coll, err)) ||
+		    (rc = read_box_file(&j->lease, "root.der", &root, &rlen, err)) ||
+		    (rc = read_box_file(&j->lease, "app-compose.json", &compose, &plen, err))) {
+			tdxr_err_prefix(err, "gate: simulated collateral");
+			goto out;
+		}
+	} else {
+		if ((rc = fetch_collateral(j, ev, &coll, err)))
+			goto out;
+		if (ev->app_compose) {
+			plen = strlen(ev->app_compose);
+			compose = (uint8_t *)strdup(ev->app_compose);
+			if (compose == NULL) {
+				rc = tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
+				goto out;
+			}
+		}
 	}
-	if ((rc = read_box_file(&j->lease, "collateral.json", &coll_json, &clen, err)) ||
-	    (rc = attest_collateral_parse(coll_json, clen, &coll, err)) ||
-	    (rc = read_box_file(&j->lease, "root.der", &root, &rlen, err)) ||
-	    (rc = read_box_file(&j->lease, "app-compose.json", &compose, &plen, err))) {
-		tdxr_err_prefix(err, "gate: simulated collateral");
-		goto out;
-	}
-	attest_compose_hash((const char *)compose, plen, j->compose_hash);
+	/* The compose the back end deployed: its recorded hash, else the one we read. */
+	if (j->lease.compose_hash[0])
+		snprintf(j->compose_hash, sizeof(j->compose_hash), "%s", j->lease.compose_hash);
+	else if (compose)
+		attest_compose_hash((const char *)compose, plen, j->compose_hash);
 	config_attest_policy(cfg, j->o->executor_kind, &pol);
 	pol.expected_report_data = rd;
 	pol.expected_app_id = j->lease.app_id;
-	pol.expected_compose_hash = j->compose_hash;
+	pol.expected_compose_hash = j->compose_hash[0] ? j->compose_hash : NULL;
 	if (pol.allow_simulated)
 		fprintf(
 		    stderr,
@@ -331,9 +378,9 @@ static int step_gate(struct job *j, struct tdxr_err *err)
 	in.app_compose = (const char *)compose;
 	in.app_compose_len = plen;
 	in.now = (int64_t)time(NULL);
-	in.root_der = root;
+	in.root_der = root; /* NULL for real boxes: the Intel root pinned in attest/ */
 	in.root_der_len = rlen;
-	in.root_simulated = 1;
+	in.root_simulated = root != NULL;
 	if ((rc = attest_verify(&in, &pol, &j->verdict, err)))
 		goto out;
 	memset(&meta, 0, sizeof(meta));

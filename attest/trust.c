@@ -130,6 +130,24 @@ static X509 *find_intel_root(const struct attest_collateral *c)
 	return NULL;
 }
 
+/* The last certificate of the TCB Info issuer chain, when self-signed. */
+static X509 *find_any_root(const struct attest_collateral *c)
+{
+	STACK_OF(X509) *sk = NULL;
+	X509 *x = NULL;
+
+	if (c->tcb_info_issuer_chain &&
+	    attest__pem_chain(c->tcb_info_issuer_chain, strlen(c->tcb_info_issuer_chain), &sk, NULL) == 0) {
+		x = sk_X509_value(sk, sk_X509_num(sk) - 1);
+		if (x && self_signed(x))
+			X509_up_ref(x);
+		else
+			x = NULL;
+	}
+	sk_X509_pop_free(sk, X509_free);
+	return x;
+}
+
 static int crl_window(X509_CRL *crl, int64_t now, const char *what, struct tdxr_err *err)
 {
 	const ASN1_TIME *tu = X509_CRL_get0_lastUpdate(crl), *nu = X509_CRL_get0_nextUpdate(crl);
@@ -307,6 +325,10 @@ static int prepare_root(struct attest_trust *t, const struct attest_collateral *
 		}
 	} else {
 		t->root = find_intel_root(c);
+		/* No Intel root: take the collateral's own self-signed root. It can only ever be
+		 * "simulated" - the root step refuses it unless the policy allows simulation. */
+		if (t->root == NULL)
+			t->root = find_any_root(c);
 		if (t->root == NULL) {
 			tdxr_err_set(&e, TDXR_EATTEST,
 			             "no issuer chain of the collateral ends in the Intel SGX Root CA (SPKI "

@@ -39,6 +39,8 @@ struct exec_lease {
 	char name[64];
 	char gateway[256]; /* gateway domain, or "host:port" for direct boxes */
 	char box_dir[512]; /* local executor: the box directory */
+	char compose_hash[65]; /* SHA-256 hex of the app-compose the back end deployed ("" = unknown:
+				 the gate then hashes the compose the box reports) */
 };
 
 /* Where to reach the box's sshd (see agent/remote/remote.h for the transport). */

@@ -30,7 +30,7 @@ static void *priv;
 
 static int have(const char *cmd)
 {
-	char buf[512];
+	char buf[1200];
 
 	snprintf(buf, sizeof(buf), "%s >/dev/null 2>&1", cmd);
 	return system(buf) == 0;

@@ -170,7 +170,7 @@ int cli_reap(int argc, char **argv)
 		snprintf(l.app_id, sizeof(l.app_id), "%s", v[i].app_id);
 		snprintf(l.name, sizeof(l.name), "%s", v[i].name);
 		snprintf(l.gateway, sizeof(l.gateway), "%s", v[i].gateway);
-		if (priv == NULL || ops->init(priv, cfg->state_dir, "{}", &e) ||
+		if (priv == NULL || job_executor_init(ops, priv, cfg, &e) ||
 		    (strcmp(ops->name, "local") == 0 &&
 		     (size_t)snprintf(l.box_dir, sizeof(l.box_dir), "%s/boxes/%s", cfg->state_dir,
 		                      l.cloud_id) >= sizeof(l.box_dir)) ||

@@ -605,7 +605,7 @@ int job_run(const struct job_run_opts *o, struct tdxr_err *err)
 	j.priv = calloc(1, j.ops->priv_size ? j.ops->priv_size : 1);
 	if (j.priv == NULL)
 		return tdxr_err_set(err, TDXR_ENOMEM, "out of memory"), JOB_EXIT_INFRA;
-	if ((rc = j.ops->init(j.priv, o->cfg->state_dir, "{}", err))) {
+	if ((rc = job_executor_init(j.ops, j.priv, o->cfg, err))) {
 		free(j.priv);
 		return JOB_EXIT_INFRA;
 	}

@@ -79,5 +79,6 @@ struct exec_ops {
 };
 
 extern const struct exec_ops exec_local;
+extern const struct exec_ops exec_dstack;
 
 #endif

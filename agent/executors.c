@@ -15,7 +15,7 @@
 
 static const struct exec_ops *const table[] = {
 	[CONFIG_EXECUTOR_LOCAL] = &exec_local,
-	[CONFIG_EXECUTOR_PHALA] = NULL,
+	[CONFIG_EXECUTOR_PHALA] = &exec_phala,
 	[CONFIG_EXECUTOR_DSTACK] = &exec_dstack,
 };
 

@@ -90,6 +90,8 @@ static int update(struct job *j, const char *state)
 	snprintf(c.cloud_id, sizeof(c.cloud_id), "%s", j->lease.cloud_id);
 	snprintf(c.app_id, sizeof(c.app_id), "%s", j->lease.app_id);
 	snprintf(c.gateway, sizeof(c.gateway), "%s", j->lease.gateway);
+	if (j->lease.name[0])
+		snprintf(c.name, sizeof(c.name), "%s", j->lease.name);
 	if (lease_claim_update(j->claim, &c, &e)) {
 		TDXR_WARN("job", "lease %s: cannot record state %s: %s", j->lease_id, state, e.msg);
 		return -1;

@@ -79,6 +79,7 @@ struct exec_ops {
 };
 
 extern const struct exec_ops exec_local;
+extern const struct exec_ops exec_phala;
 extern const struct exec_ops exec_dstack;
 
 #endif

@@ -96,6 +96,15 @@ static int update(struct job *j, const char *state)
 		TDXR_WARN("job", "lease %s: cannot record state %s: %s", j->lease_id, state, e.msg);
 		return -1;
 	}
+	/* Crash tests: stall right after recording a state, so a test can kill -9 us there. */
+	{
+		const char *stall = getenv("TDXR_TEST_STALL_AT");
+
+		if (stall && strcmp(stall, state) == 0) {
+			fprintf(stderr, "tdx-runner: test stall at %s\n", state);
+			sleep(120);
+		}
+	}
 	return 0;
 }
 

@@ -84,4 +84,19 @@ wait "$pid" 2>/dev/null || true
 [ "$(box_procs)" -eq 0 ] || fail "box processes left after reap"
 [ -z "$(ls -A "$state/boxes")" ] || fail "box directory left after reap"
 echo "ok: kill -9 then reap leaves nothing"
+
+# 6. the crash matrix: kill -9 right after each recorded pipeline state
+for st in created ready attested synced running releasing; do
+	TDXR_TEST_STALL_AT=$st "$bin" run --config "$tmp/cfg.json" -- true 2>"$tmp/err" &
+	pid=$!
+	for _ in $(seq 200); do grep -q "test stall at $st" "$tmp/err" && break; sleep 0.05; done
+	grep -q "test stall at $st" "$tmp/err" || { cat "$tmp/err"; fail "never reached state $st"; }
+	kill -9 "$pid"
+	wait "$pid" 2>/dev/null || true
+	"$bin" reap --config "$tmp/cfg.json" >"$tmp/reap" || { cat "$tmp/reap"; fail "reap failed after a crash at $st"; }
+	[ "$(box_procs)" -eq 0 ] || fail "box processes left after a crash at $st"
+	[ -z "$(ls -A "$state/boxes")" ] || fail "box directory left after a crash at $st"
+	[ -z "$(ls -A "$state/leases")" ] || fail "claim left after a crash at $st"
+done
+echo "ok: kill -9 at every pipeline state, then reap: zero boxes, zero processes, zero claims"
 echo PASS

@@ -233,6 +233,11 @@ static int write_lease_file(struct job *j, const struct exec_endpoint *ep, struc
 		json_object_set_new(o, "transport", json_string("tls"));
 		json_object_set_new(t, "server_name", json_string(ep->server_name));
 		json_object_set_new(t, "port", json_integer(ep->port));
+		/* executor.gateway: dial another address (SNI and name checks keep the name), extra CA. */
+		if (j->o->cfg->executor.gateway.connect_to)
+			json_object_set_new(t, "connect_to", json_string(j->o->cfg->executor.gateway.connect_to));
+		if (j->o->cfg->executor.gateway.ca_file)
+			json_object_set_new(t, "ca_file", json_string(j->o->cfg->executor.gateway.ca_file));
 		json_object_set_new(o, "tls", t);
 	} else {
 		json_object_set_new(o, "transport", json_string("direct"));

@@ -207,7 +207,15 @@ w("```json")
 w(json.dumps(rows, indent=1))
 w("```")
 w("</details>")
+# Keep the sections other bench scripts own (bench_sync.sh, bench_job.sh) when rewriting the file.
+kept = ""
+if os.path.exists(env["BENCH_OUT"]):
+    old = open(env["BENCH_OUT"]).read()
+    for tag in ("sync", "job"):
+        b, e = "<!-- %s:begin -->" % tag, "<!-- %s:end -->" % tag
+        if b in old and e in old:
+            kept += "\n" + old[old.index(b):old.index(e) + len(e)] + "\n"
 with open(env["BENCH_OUT"], "w") as f:
-    f.write("\n".join(lines) + "\n")
+    f.write("\n".join(lines) + "\n" + kept)
 sys.stderr.write("bench: wrote %s\n" % env["BENCH_OUT"])
 PY

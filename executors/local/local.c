@@ -374,7 +374,7 @@ static int local_create(void *vp, const struct exec_lease_spec *spec, struct exe
 	char box[96], cfg[8192], key[PATH_MAX], log[PATH_MAX], sock[PATH_MAX], cg[512], cgprocs[PATH_MAX],
 	    compose[PATH_MAX], pidbuf[32], app_id[41], instance_id[41];
 	unsigned port = 0;
-	pid_t sshd_pid = 0, ga_pid = 0, kg;
+	pid_t sshd_pid = 0, ga_pid = 0, kg = -1;
 	int rc, status = 0, i;
 
 	memset(lease, 0, sizeof(*lease));

@@ -41,7 +41,7 @@ static void usage(FILE *out)
 	fprintf(out, "usage: tdx-runner COMMAND [ARGS...]\n\n"
 	             "Runs CI jobs in attested Intel TDX confidential VMs.\n\ncommands:\n");
 	for (i = 0; i < N_COMMANDS; i++)
-		fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+		fprintf(out, "  %-11s %s\n", commands[i].name, commands[i].summary);
 	fprintf(out, "\nRun 'tdx-runner COMMAND --help' for a command's options.\n");
 }
 

@@ -280,8 +280,8 @@ static void destroy_kills_everything_even_after_a_crash(void **st)
 	create_box("l-test-b", &lease);
 	ssh = connect_box(&lease, work, sizeof(work));
 	/* A job that leaves a detached process behind. */
-	snprintf(cmd, sizeof(cmd), "cd %s && (setsid sleep 600 >/dev/null 2>&1 < /dev/null &) ; echo started",
-	         work);
+	snprintf(cmd, sizeof(cmd),
+	         "cd %s && (nohup setsid sleep 600 >/dev/null 2>&1 < /dev/null &) ; echo started", work);
 	run(ssh, cmd, &out);
 	remote_ssh_free(ssh);
 	/* The executor's own bookkeeping process dies hard. */
@@ -299,7 +299,15 @@ static void destroy_kills_everything_even_after_a_crash(void **st)
 		assert_int_equal(kill(sshd_pid, SIGKILL), 0);
 		waitpid(sshd_pid, NULL, 0);
 	}
-	assert_true(box_processes(lease.box_dir) >= 2); /* guest agent + the orphaned sleep */
+	/* (nohup above: sshd hangs up the session's process group when the channel closes, which
+	 * could otherwise hit the job before setsid moved it out.) */
+	{
+		int i, n = 0;
+
+		for (i = 0; i < 100 && (n = box_processes(lease.box_dir)) < 2; i++)
+			usleep(20000);
+		assert_true(n >= 2); /* guest agent + the orphaned sleep */
+	}
 	/* A new process with only the lease record: */
 	{
 		void *p2 = calloc(1, exec_local.priv_size);

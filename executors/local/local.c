@@ -372,7 +372,7 @@ static int local_create(void *vp, const struct exec_lease_spec *spec, struct exe
 	struct passwd *pw = getpwuid(geteuid());
 	/* The box path is short (a unix socket path lives under it), so paths built from it fit. */
 	char box[96], cfg[8192], key[PATH_MAX], log[PATH_MAX], sock[PATH_MAX], cg[512], cgprocs[PATH_MAX],
-	    compose[PATH_MAX], pidbuf[32], app_id[41], instance_id[41];
+	    compose[PATH_MAX], pidbuf[32], app_id[41], instance_id[41], cgname[41];
 	unsigned port = 0;
 	pid_t sshd_pid = 0, ga_pid = 0, kg = -1;
 	int rc, status = 0, i;
@@ -432,7 +432,11 @@ static int local_create(void *vp, const struct exec_lease_spec *spec, struct exe
 	snprintf(cfg, sizeof(cfg), "%u", port);
 	if ((rc = write_text(box, "port", cfg, 0600, err)))
 		return rc;
-	box_cgroup(p, spec->lease_id, cg, sizeof(cg));
+	/* The cgroup is named for the box directory, not only the lease id: two state
+	 * directories may hold boxes with the same lease id. */
+	hex_id("tdx-runner local cgroup ", box, cgname);
+	cgname[16] = '\0';
+	box_cgroup(p, cgname, cg, sizeof(cg));
 	cgprocs[0] = '\0';
 	if (cg[0]) {
 		snprintf(cgprocs, sizeof(cgprocs), "%s/cgroup.procs", cg);

@@ -802,6 +802,7 @@ static int dstack_list_owned(void *vp, const char *owner_host, struct exec_lease
 	*n = 0;
 	for (page = 1; page <= DSTACK_LIST_PAGES; page++) {
 		json_int_t total;
+		size_t page_len;
 
 		req = json_pack("{s:s,s:b,s:i,s:i}", "keyword", DSTACK_NAME_PREFIX, "brief", 0, "page",
 		                (int)page, "page_size", (int)DSTACK_PAGE_SIZE);
@@ -838,15 +839,16 @@ static int dstack_list_owned(void *vp, const char *owner_host, struct exec_lease
 				continue;
 			cnt++;
 		}
-		seen += json_array_size(vms);
+		page_len = json_array_size(vms);
+		seen += page_len;
 		total = json_is_integer(json_object_get(ans, "total"))
 		            ? json_integer_value(json_object_get(ans, "total"))
 		            : 0;
-		json_decref(ans);
+		json_decref(ans); /* vms belongs to ans: not used after this */
 		ans = NULL;
 		json_decref(req);
 		req = NULL;
-		if (json_array_size(vms) == 0 || total <= 0 || seen >= (size_t)total)
+		if (page_len == 0 || total <= 0 || seen >= (size_t)total)
 			break;
 	}
 	*out = v;

@@ -1208,7 +1208,7 @@ static int list_pages(struct phala_priv *p, int (*fn)(void *, const struct phala
 		char path[96], *raw = NULL;
 		json_error_t jerr;
 		json_t *o = NULL, *items, *it;
-		size_t i, pages = 1;
+		size_t i, pages = 1, n_items;
 		long http;
 
 		snprintf(path, sizeof(path), "/cvms/paginated?page=%u&page_size=%d", page, LIST_PAGE_SIZE);
@@ -1236,12 +1236,13 @@ static int list_pages(struct phala_priv *p, int (*fn)(void *, const struct phala
 		it = json_object_get(o, "pages");
 		if (json_is_integer(it) && json_integer_value(it) > 0)
 			pages = (size_t)json_integer_value(it);
-		json_decref(o);
+		n_items = json_array_size(items);
+		json_decref(o); /* items belongs to o: not used after this */
 		if (rc > 0)
 			return 0; /* the callback found what it wanted */
 		if (rc < 0)
 			return rc;
-		if (json_array_size(items) == 0 || page >= pages)
+		if (n_items == 0 || page >= pages)
 			break;
 	}
 	return 0;

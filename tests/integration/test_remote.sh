@@ -416,7 +416,9 @@ check "big stream: all $((big_mb)) MiB arrived" [ $rc = 0 -a "$n" = $((big_mb * 
 if [ -z "$early" ]; then
 	echo "SKIP: big stream memory check: stream too short to sample (TDXR_REMOTE_BIG_MB=$big_mb)"
 else
-	checkx "big stream: memory flat (VmHWM growth < 16 MiB)" '[ $((late - early)) -lt 16384 ]'
+	# The peak must stay far below what was streamed. (Comparing with an early sample was
+	# flaky: under load the first sample can predate the runtime's own start-up allocations.)
+	checkx "big stream: memory flat (peak VmHWM ${late} kB < 64 MiB after $big_mb MiB)" '[ "$late" -lt 65536 ]'
 fi
 
 if [ $fails -gt 0 ]; then

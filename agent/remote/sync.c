@@ -1521,6 +1521,196 @@ static int sync_remote_delete(const struct remote_sync_opts *o, const struct syn
 	return rc;
 }
 
+/* ---- incremental pushes from a snapshot of the last one ---- */
+
+/* One record per manifest path: "<size>:<mtime sec>:<mtime nsec>:<path>\0". */
+static int snap_stat(const char *root, const char *path, struct stat *st)
+{
+	char p[PATH_MAX];
+
+	if ((size_t)snprintf(p, sizeof(p), "%s/%s", root, path) >= sizeof(p))
+		return -1;
+	return lstat(p, st);
+}
+
+static int snap_write(const char *file, const char *root, const struct remote_sync_manifest *m,
+                      struct tdxr_err *err)
+{
+	struct tdxr_buf b;
+	size_t i;
+	int rc = 0;
+
+	tdxr_buf_init(&b, 256u << 20);
+	for (i = 0; i < m->paths.n && !rc; i++) {
+		struct stat st;
+
+		if (snap_stat(root, m->paths.v[i], &st) != 0)
+			continue;
+		rc = tdxr_buf_appendf(&b, err, "%lld:%lld:%ld:", (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+		                      (long)st.st_mtim.tv_nsec);
+		if (!rc)
+			rc = tdxr_buf_append(&b, m->paths.v[i], strlen(m->paths.v[i]) + 1, err);
+	}
+	if (!rc)
+		rc = tdxr_file_write_atomic(file, b.data ? (const char *)b.data : "", b.len, 0600, err);
+	tdxr_buf_dispose(&b);
+	return rc;
+}
+
+struct snap_entry {
+	long long size, sec;
+	long nsec;
+	const char *path; /* into the loaded text */
+};
+
+static int snap_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct snap_entry *)a)->path, ((const struct snap_entry *)b)->path);
+}
+
+/* Loads a snapshot (sorted by path); -1 when absent or unreadable (then: full push). */
+static int snap_load(const char *file, uint8_t **text, struct snap_entry **out, size_t *n)
+{
+	size_t len = 0, off = 0, cnt = 0, cap = 0;
+	struct snap_entry *v = NULL;
+
+	*text = NULL;
+	*out = NULL;
+	*n = 0;
+	if (tdxr_file_read(file, 256u << 20, text, &len, NULL) != 0)
+		return -1;
+	while (off < len) {
+		const char *rec = (const char *)*text + off, *p[3];
+		size_t rl = strnlen(rec, len - off), k;
+		char *end;
+		struct snap_entry e;
+
+		if (rl == len - off)
+			goto bad; /* unterminated record */
+		p[0] = rec;
+		for (k = 1; k < 3; k++) {
+			p[k] = strchr(p[k - 1], ':');
+			if (p[k] == NULL)
+				goto bad;
+			p[k]++;
+		}
+		e.size = strtoll(p[0], &end, 10);
+		if (*end != ':')
+			goto bad;
+		e.sec = strtoll(p[1], &end, 10);
+		if (*end != ':')
+			goto bad;
+		e.nsec = strtol(p[2], &end, 10);
+		if (*end != ':' || end[1] == '\0')
+			goto bad;
+		e.path = end + 1;
+		if (cnt == cap) {
+			struct snap_entry *nv = realloc(v, (cap = cap ? cap * 2 : 1024) * sizeof(*v));
+
+			if (nv == NULL)
+				goto bad;
+			v = nv;
+		}
+		v[cnt++] = e;
+		off += rl + 1;
+	}
+	qsort(v, cnt, sizeof(*v), snap_cmp);
+	*out = v;
+	*n = cnt;
+	return 0;
+bad:
+	free(v);
+	free(*text);
+	*text = NULL;
+	return -1;
+}
+
+/* One rsync run: changed files and deletions (missing args) from the snapshot. 1 = done,
+ * 0 = no usable snapshot (the caller does a full push), < 0 = error. */
+static int sync_push_incremental(const char *src, const struct remote_sync_manifest *m,
+                                 const struct remote_sync_opts *o, struct sync_tmp *t,
+                                 struct remote_sync_result *res, struct tdxr_err *err)
+{
+	struct snap_entry *snap = NULL, key;
+	struct sync_strv list = { 0 };
+	struct sync_cmd c = { 0 };
+	struct sync_run r = { 0 };
+	uint8_t *text = NULL;
+	size_t nsnap = 0, i, deleted = 0;
+	unsigned pct = o->delete_max_pct ? o->delete_max_pct : 50;
+	size_t minf = o->delete_min_files ? o->delete_min_files : 100;
+	char lst[PATH_MAX], from[PATH_MAX + 16];
+	struct tdxr_buf b;
+	int rc;
+
+	if (snap_load(o->state_file, &text, &snap, &nsnap) != 0)
+		return 0;
+	for (i = 0; i < m->paths.n; i++) {
+		struct stat st;
+		struct snap_entry *e;
+
+		key.path = m->paths.v[i];
+		e = bsearch(&key, snap, nsnap, sizeof(*snap), snap_cmp);
+		if (snap_stat(src, m->paths.v[i], &st) != 0 || e == NULL || e->size != (long long)st.st_size ||
+		    e->sec != (long long)st.st_mtim.tv_sec || e->nsec != (long)st.st_mtim.tv_nsec)
+			if ((rc = sync_strv_add(&list, m->paths.v[i], err)))
+				goto out;
+	}
+	for (i = 0; i < nsnap; i++)
+		if (!remote_sync_manifest_has(m, snap[i].path)) {
+			if ((rc = sync_strv_add(&list, snap[i].path, err)))
+				goto out;
+			deleted++;
+		}
+	if (res) {
+		res->remote_entries = nsnap;
+		res->deleted = deleted;
+	}
+	if (!o->force && deleted > minf && deleted * 100u > (size_t)pct * nsnap) {
+		rc = tdxr_err_set(err, TDXR_ETOOBIG,
+		                  "sync: refusing to delete %zu of %zu remote files in %s (guard: more than %u%% "
+		                  "and more than %zu); check the source tree, or force the sync",
+		                  deleted, nsnap, o->dest, pct, minf);
+		goto out;
+	}
+	if (o->dry_run || list.n == 0) {
+		rc = 1; /* nothing changed: nothing to run */
+		goto out;
+	}
+	tdxr_buf_init(&b, 256u << 20);
+	for (i = 0, rc = 0; i < list.n && !rc; i++)
+		rc = tdxr_buf_append(&b, list.v[i], strlen(list.v[i]) + 1, err);
+	if (!rc)
+		rc = sync_join(lst, sizeof(lst), t->dir, "changed.lst", err);
+	if (!rc)
+		rc = tdxr_file_write_atomic(lst, b.data ? (const char *)b.data : "", b.len, 0600, err);
+	tdxr_buf_dispose(&b);
+	if (!rc && (size_t)snprintf(from, sizeof(from), "--files-from=%s", lst) >= sizeof(from))
+		rc = tdxr_err_set(err, TDXR_EINVAL, "sync: temp path too long");
+	if (!rc)
+		rc = sync_cmd_init(&c, o, err);
+	for (const char *a[] = { "-a", "--links", "--safe-links", "--force", "--delete-missing-args", "--from0",
+	                         from, "--stats", "--", src, c.remote, NULL },
+	                *const *w = a;
+	     !rc && *w; w++)
+		rc = sync_strv_add(&c.argv, *w, err);
+	if (!rc)
+		rc = sync_cmd_run(&c, o, &r, err);
+	if (rc) {
+		tdxr_err_prefix(err, "transferring changes");
+		goto out;
+	}
+	if (res)
+		res->transferred = r.transferred;
+	rc = 1;
+out:
+	sync_cmd_dispose(&c);
+	sync_strv_dispose(&list);
+	free(snap);
+	free(text);
+	return rc;
+}
+
 int remote_sync_push(const char *repo_dir, const struct remote_sync_manifest *m,
                      const struct remote_sync_opts *o, struct remote_sync_result *res, struct tdxr_err *err)
 {
@@ -1550,6 +1740,25 @@ int remote_sync_push(const char *repo_dir, const struct remote_sync_manifest *m,
 	if (git_repository_open(&repo, src) != 0) {
 		rc = sync_git_err(err, TDXR_ENOTFOUND, "sync: opening the source repository");
 		goto out;
+	}
+	if (o->state_file) {
+		size_t n = strlen(src);
+		char *s2 = realloc(src, n + 2);
+
+		if (!s2) {
+			rc = tdxr_err_set(err, TDXR_ENOMEM, "sync: out of memory");
+			goto out;
+		}
+		src = s2;
+		if (n == 0 || src[n - 1] != '/')
+			memcpy(src + n, "/", 2);
+		rc = sync_push_incremental(src, m, o, &t, res, err);
+		if (rc < 0)
+			goto out;
+		if (rc == 1) {
+			rc = o->dry_run ? 0 : snap_write(o->state_file, src, m, err);
+			goto out;
+		}
 	}
 	rc = sync_remote_list(o, &t, &files, &dirs, err);
 	if (!rc)
@@ -1610,6 +1819,8 @@ int remote_sync_push(const char *repo_dir, const struct remote_sync_manifest *m,
 	}
 	if (res)
 		res->transferred = r.transferred;
+	if (o->state_file)
+		rc = snap_write(o->state_file, src, m, err);
 out:
 	sync_cmd_dispose(&c);
 	sync_strv_dispose(&pl.del);

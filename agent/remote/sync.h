@@ -104,6 +104,12 @@ struct remote_sync_opts {
 	bool dry_run;                 /* plan and guard only */
 	uint64_t timeout_ms;          /* per rsync run; 0 = none */
 	const volatile sig_atomic_t *cancel; /* non-zero = stop (SIGTERM, then SIGKILL) */
+	/* Snapshot of the last successful push to this dest (one file per lease; written
+	 * 0600 after every push). When it exists, the push is incremental: only files whose
+	 * size or mtime changed since, plus deletions of what left the manifest, in ONE
+	 * rsync run with no remote listing (the box's tree is assumed to be what we last
+	 * pushed; files the job changed in the box are not repaired). NULL = always full. */
+	const char *state_file;
 	/* Every output line of every rsync run (borrowed, NUL-terminated, without its
 	 * '\n'; the remote listing's stdout is parsed, not passed on). May be NULL. */
 	void (*on_line)(void *ctx, enum remote_sync_stream s, const char *line, size_t len);

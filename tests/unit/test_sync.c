@@ -535,6 +535,61 @@ static void push_mirrors_the_tree_incrementally_with_renames_and_deletions(void 
 	fx_assert_mirror(f, "-x abs -x esc -x hop");
 }
 
+static void push_with_a_snapshot_sends_only_changes_in_one_rsync_run(void **state)
+{
+	struct fx *f = *state;
+	struct remote_sync_opts o;
+	struct remote_sync_result res;
+	const char *rsh[2];
+	struct tdxr_err e;
+	char st[PATH_MAX], counter[PATH_MAX], wrap[PATH_MAX], a[PATH_MAX];
+	FILE *w;
+
+	fx_populate(f);
+	fx_commit(f->repo);
+	fx_opts(&o, f, rsh);
+	fx_path(st, f->dir, "sync.state");
+	fx_path(counter, f->dir, "runs");
+	fx_path(wrap, f->dir, "rsync-count");
+	/* An rsync that counts its runs. */
+	w = fopen(wrap, "w");
+	assert_non_null(w);
+	fprintf(w, "#!/bin/sh\necho run >> '%s'\nexec rsync \"$@\"\n", counter);
+	fclose(w);
+	assert_int_equal(chmod(wrap, 0755), 0);
+	o.rsync = wrap;
+	o.state_file = st;
+	assert_int_equal(fx_push(f, &o, &res, &e), 0); /* first push: full, writes the snapshot */
+	fx_assert_mirror(f, "-x abs -x esc -x hop");
+	assert_true(fx_exists(f->dir, "sync.state"));
+	fx_sh("rm -f '%s'", counter);
+	/* Nothing changed: no rsync at all. */
+	assert_int_equal(fx_push(f, &o, &res, &e), 0);
+	assert_int_equal(res.transferred, 0);
+	assert_false(fx_exists(f->dir, "runs"));
+	/* One file changed: one run, one file. */
+	fx_write(f->repo, "sub/deep/f", "changed again, longer than before\n");
+	assert_int_equal(fx_push(f, &o, &res, &e), 0);
+	assert_int_equal(res.transferred, 1);
+	fx_sh("test \"$(wc -l < '%s')\" -eq 1", counter);
+	fx_assert_mirror(f, "-x abs -x esc -x hop");
+	/* A deleted file is deleted in the box in that same single run. */
+	fx_sh("rm -f '%s'", counter);
+	fx_path(a, f->repo, "a.txt");
+	assert_int_equal(unlink(a), 0);
+	assert_int_equal(fx_push(f, &o, &res, &e), 0);
+	assert_int_equal(res.deleted, 1);
+	assert_false(fx_exists(f->dst, "a.txt"));
+	fx_sh("test \"$(wc -l < '%s')\" -eq 1", counter);
+	fx_assert_mirror(f, "-x abs -x esc -x hop");
+	/* A corrupt snapshot falls back to a full push (and is rewritten). */
+	fx_sh("printf 'garbage' > '%s'", st);
+	fx_write(f->repo, "new.txt", "new\n");
+	assert_int_equal(fx_push(f, &o, &res, &e), 0);
+	assert_true(fx_exists(f->dst, "new.txt"));
+	fx_assert_mirror(f, "-x abs -x esc -x hop");
+}
+
 struct lines {
 	size_t out, err, stats;
 };
@@ -1007,6 +1062,8 @@ int main(void)
 		    fx_teardown),
 		cmocka_unit_test_setup_teardown(
 		    push_mirrors_the_tree_incrementally_with_renames_and_deletions, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(push_with_a_snapshot_sends_only_changes_in_one_rsync_run, fx_setup,
+		                                fx_teardown),
 		cmocka_unit_test_setup_teardown(push_keeps_remote_outputs_that_the_ignore_rules_match,
 		                                fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(

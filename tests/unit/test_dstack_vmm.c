@@ -14,6 +14,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "tu_python.h"
+
 #include "common/buf.h"
 #include "common/util.h"
 #include "executors/common/envcrypt.h"
@@ -41,27 +43,6 @@ struct srv {
 	int port;
 	uint8_t priv[32]; /* X25519 private key whose public half the server hands out */
 };
-
-static int have_python3(void)
-{
-	const char *path = getenv("PATH");
-	char buf[4096];
-
-	while (path != NULL && *path) {
-		size_t n = strcspn(path, ":");
-
-		if (n > 0 && n < sizeof(buf) - 16) {
-			memcpy(buf, path, n);
-			memcpy(buf + n, "/python3", 9);
-			if (access(buf, X_OK) == 0)
-				return 1;
-		}
-		path += n;
-		if (*path == ':')
-			path++;
-	}
-	return 0;
-}
 
 static void x25519_pair(uint8_t priv[32], char pub_hex[65])
 {
@@ -92,7 +73,7 @@ static int srv_start(struct srv *s, const char *const *extra)
 
 	memset(s, 0, sizeof(*s));
 	s->pid = -1;
-	if (!have_python3()) {
+	if (!tu_have_python3()) {
 		print_message("skip: python3 not found; the dstack executor's tests need it\n");
 		return -1;
 	}

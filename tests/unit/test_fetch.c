@@ -39,6 +39,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "tu_python.h"
+
 #define TDX_COLL TDXR_SHARED_TESTDATA "/tdx/dcap-qvl/tdx_quote_collateral.json"
 #define TDX_QUOTE TDXR_SHARED_TESTDATA "/tdx/dcap-qvl/tdx_quote"
 #define SGX_COLL TDXR_SHARED_TESTDATA "/tdx/dcap-qvl/sgx_quote_collateral.json"
@@ -68,27 +70,6 @@ static uint8_t *read_file(const char *path, size_t *len)
 static int have_file(const char *path)
 {
 	return access(path, R_OK) == 0;
-}
-
-static int have_python3(void)
-{
-	const char *path = getenv("PATH");
-	char buf[4096];
-
-	while (path != NULL && *path) {
-		size_t n = strcspn(path, ":");
-
-		if (n > 0 && n < sizeof(buf) - 16) {
-			memcpy(buf, path, n);
-			memcpy(buf + n, "/python3", 9);
-			if (access(buf, X_OK) == 0)
-				return 1;
-		}
-		path += n;
-		if (*path == ':')
-			path++;
-	}
-	return 0;
 }
 
 static json_t *load_json(const char *path)
@@ -621,7 +602,7 @@ static int srv_start(struct srv *s, const char *fixture, const char *const *extr
 		print_message("skip: %s absent\n", fixture);
 		return -1;
 	}
-	if (!have_python3()) {
+	if (!tu_have_python3()) {
 		print_message("skip: python3 not found; the fetcher's HTTP tests need it\n");
 		return -1;
 	}

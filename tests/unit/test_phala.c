@@ -39,6 +39,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "tu_python.h"
+
 #define SERVER TDXR_SOURCE_DIR "/tests/integration/phala_server.py"
 #define KEY "phk_test_0123456789abcdefSECRET"
 #define PUBKEY "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE0testtesttesttesttesttesttesttesttesttest l-00"
@@ -293,11 +295,6 @@ struct srv {
 	char base[64];
 };
 
-static int have_python3(void)
-{
-	return system("python3 -c 'import http.server' >/dev/null 2>&1") == 0;
-}
-
 static int srv_start(struct srv *s)
 {
 	const char *argv[] = { "python3", SERVER, "--api-key", KEY, "--watch-stdin", NULL };
@@ -308,7 +305,7 @@ static int srv_start(struct srv *s)
 
 	memset(s, 0, sizeof(*s));
 	s->pid = -1;
-	if (!have_python3()) {
+	if (!tu_have_python3()) {
 		print_message("skip: python3 not found; the phala server tests need it\n");
 		return -1;
 	}

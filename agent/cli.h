@@ -33,5 +33,9 @@ int cli_leases(int argc, char **argv);
 void cli_leases_help(void);
 int cli_reap(int argc, char **argv);
 void cli_reap_help(void);
+int cli_warmup(int argc, char **argv);
+void cli_warmup_help(void);
+int cli_stop(int argc, char **argv);
+void cli_stop_help(void);
 
 #endif

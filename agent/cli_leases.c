@@ -6,6 +6,8 @@
  */
 #include "agent/cli.h"
 
+#include "agent/box.h"
+
 #include "agent/config.h"
 #include "agent/executors.h"
 #include "agent/lease.h"
@@ -27,10 +29,11 @@ void cli_leases_help(void)
 
 void cli_reap_help(void)
 {
-	printf("usage: tdx-runner reap [--dry-run] [--config FILE]\n\n"
+	printf("usage: tdx-runner reap [--dry-run] [--all] [--config FILE]\n\n"
 	       "Releases every lease no live process owns: destroys its box through its executor and\n"
-	       "removes the claim. Leases owned by running jobs are left alone. Exit 0 when nothing is\n"
-	       "left to reap, 1 when a box could not be destroyed (its claim stays).\n");
+	       "removes the claim. Leases owned by running jobs are left alone, and so are kept ones\n"
+	       "(`warmup`, `run --keep`) until their keep time is over, unless --all. Exit 0 when\n"
+	       "nothing is left to reap, 1 when a box could not be destroyed (its claim stays).\n");
 }
 
 static int open_store(const char *config, struct config **cfg, struct lease_store **s)
@@ -126,75 +129,62 @@ out:
 	return rc;
 }
 
+static void reap_line(void *ctx, const char *line)
+{
+	(void)ctx;
+	printf("%s\n", line);
+}
+
 int cli_reap(int argc, char **argv)
 {
+	static const struct option lo[] = {
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "all", no_argument, NULL, 'a' },
+		{ "config", required_argument, NULL, 'c' },
+		{ NULL, 0, NULL, 0 },
+	};
 	const char *config = NULL;
 	struct config *cfg = NULL;
-	struct lease_store *s = NULL;
-	struct lease_claim *v = NULL;
+	struct box_reap_opts ro;
+	struct box_reap_result res;
 	struct tdxr_err e;
-	int dry = 0, *live = NULL, rc, failed = 0;
-	size_t n = 0, i, reaped = 0;
+	int c, rc;
 
-	if ((rc = parse(argc, argv, "dry-run", &dry, &config)) || (rc = open_store(config, &cfg, &s)))
-		goto out;
-	if (lease_store_list(s, &v, &live, &n, &e)) {
+	memset(&ro, 0, sizeof(ro));
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case 'n': ro.dry_run = 1; break;
+		case 'a': ro.all = 1; break;
+		case 'c': config = optarg; break;
+		default:
+			fprintf(stderr, "tdx-runner reap: unknown or incomplete option '%s'\n",
+			        argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "tdx-runner reap: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	tdxr_err_clear(&e);
+	if (config_load(config, &cfg, &e)) {
 		fprintf(stderr, "tdx-runner reap: %s\n", e.msg);
-		rc = 2;
-		goto out;
+		return 2;
 	}
-	for (i = 0; i < n; i++) {
-		const struct exec_ops *ops = job_executor_by_name(v[i].executor);
-		struct lease_handle *h = NULL;
-		struct exec_lease l;
-		void *priv;
-
-		if (live[i])
-			continue;
-		if (dry) {
-			printf("would reap %s (%s, state %s)\n", v[i].id, v[i].executor, v[i].state);
-			continue;
-		}
-		if (ops == NULL) {
-			fprintf(stderr, "tdx-runner reap: %s: no %s executor in this build\n", v[i].id,
-			        v[i].executor);
-			failed = 1;
-			continue;
-		}
-		if (lease_claim_try_adopt(s, v[i].id, &h, &e))
-			continue; /* taken or released meanwhile */
-		priv = calloc(1, ops->priv_size ? ops->priv_size : 1);
-		memset(&l, 0, sizeof(l));
-		snprintf(l.executor, sizeof(l.executor), "%s", v[i].executor);
-		snprintf(l.cloud_id, sizeof(l.cloud_id), "%s", v[i].cloud_id[0] ? v[i].cloud_id : v[i].id);
-		snprintf(l.app_id, sizeof(l.app_id), "%s", v[i].app_id);
-		snprintf(l.name, sizeof(l.name), "%s", v[i].name);
-		snprintf(l.gateway, sizeof(l.gateway), "%s", v[i].gateway);
-		if (priv == NULL || job_executor_init(ops, priv, cfg, &e) ||
-		    (strcmp(ops->name, "local") == 0 &&
-		     (size_t)snprintf(l.box_dir, sizeof(l.box_dir), "%s/boxes/%s", cfg->state_dir,
-		                      l.cloud_id) >= sizeof(l.box_dir)) ||
-		    ops->destroy(priv, &l, &e)) {
-			fprintf(stderr, "tdx-runner reap: %s: %s (claim kept)\n", v[i].id, e.msg);
-			lease_handle_close(h);
-			failed = 1;
-		} else {
-			lease_claim_remove(h, NULL);
-			printf("reaped %s (%s)\n", v[i].id, v[i].executor);
-			reaped++;
-		}
-		if (priv) {
-			ops->dispose(priv);
-			free(priv);
-		}
+	tdxr_log_setup(cfg->log_format, cfg->log_level, NULL);
+	ro.report = reap_line;
+	if (box_reap(cfg, &ro, &res, &e)) {
+		fprintf(stderr, "tdx-runner reap: %s\n", e.msg);
+		config_free(cfg);
+		return 2;
 	}
-	if (!dry)
-		printf("%zu lease(s) reaped\n", reaped);
-	rc = failed ? 1 : 0;
-out:
-	free(v);
-	free(live);
-	lease_store_free(s);
+	if (!ro.dry_run)
+		printf("%zu lease(s) reaped\n", res.reaped);
+	if (res.kept)
+		printf("%zu kept lease(s) left alone (tdx-runner stop LEASE, or reap --all)\n", res.kept);
+	rc = res.failed ? 1 : 0;
 	config_free(cfg);
 	return rc;
 }

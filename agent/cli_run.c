@@ -1,5 +1,5 @@
 /*
- * cli_run.c - `tdx-runner run [--executor E] [--keep] [--artifacts PATH]... -- CMD...`:
+ * cli_run.c - `tdx-runner run [--executor E] [--keep] [--lease L] [--artifacts PATH]... -- CMD...`:
  * from a git checkout, lease a box, refuse it unless it attests, sync the
  * working tree, run CMD with live output, copy artifacts back, write the
  * attestation bundle, release. SIGINT/SIGTERM cancel and still release.
@@ -9,6 +9,7 @@
 #include "agent/config.h"
 #include "agent/job.h"
 #include "common/log.h"
+#include "common/util.h"
 
 #include <getopt.h>
 #include <git2.h>
@@ -42,7 +43,11 @@ void cli_run_help(void)
 	       "  --artifacts PATH        copy PATH (relative to the work dir) back; repeatable\n"
 	       "  --artifacts-dir DIR     where artifacts land (default .)\n"
 	       "  --bundle FILE           attestation bundle (default tdx-attestation.json)\n"
-	       "  --keep                  keep the box after the run (tdx-runner reap releases it)\n"
+	       "  --keep                  keep the box after the run for `run --lease`; `tdx-runner stop\n"
+	       "                          LEASE` releases it (and reap, once --keep-ttl is over)\n"
+	       "  --keep-ttl SECONDS      how long a kept box may stay (default 3600; 0 = until stop)\n"
+	       "  --lease LEASE           run in this kept box (`warmup`, `run --keep`) instead of a new\n"
+	       "                          one; it is attested again first and kept afterwards\n"
 	       "  -C DIR                  run as if started in DIR\n"
 	       "\n"
 	       "Exit status: CMD's own, 128+N when it was killed by signal N, %d when the box did not\n"
@@ -61,6 +66,8 @@ int cli_run(int argc, char **argv)
 		{ "artifacts-dir", required_argument, NULL, 'd' },
 		{ "bundle", required_argument, NULL, 'b' },
 		{ "keep", no_argument, NULL, 'k' },
+		{ "keep-ttl", required_argument, NULL, 't' },
+		{ "lease", required_argument, NULL, 'l' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *executor = NULL, *config = NULL, *artifacts[64], *chdir_to = NULL;
@@ -72,8 +79,10 @@ int cli_run(int argc, char **argv)
 	size_t n_art = 0;
 	char *repo_dir = NULL;
 	int c, rc;
+	int64_t ttl = 3600;
 
 	memset(&o, 0, sizeof(o));
+	o.keep_ttl_s = 3600;
 	o.bundle_path = "tdx-attestation.json";
 	optind = 1;
 	opterr = 0;
@@ -84,6 +93,14 @@ int cli_run(int argc, char **argv)
 		case 'd': o.artifacts_dir = optarg; break;
 		case 'b': o.bundle_path = optarg; break;
 		case 'k': o.keep = 1; break;
+		case 'l': o.lease_id = optarg; break;
+		case 't':
+			if (tdxr_parse_i64(optarg, 0, 30LL * 24 * 3600, &ttl, NULL) != 0) {
+				fprintf(stderr,
+				        "tdx-runner run: --keep-ttl: seconds between 0 and 2592000\n");
+				return 2;
+			}
+			break;
 		case 'C': chdir_to = optarg; break;
 		case 'a':
 			if (n_art >= sizeof(artifacts) / sizeof(artifacts[0])) {
@@ -146,6 +163,7 @@ int cli_run(int argc, char **argv)
 	o.artifacts = artifacts;
 	o.n_artifacts = n_art;
 	o.progress = 1;
+	o.keep_ttl_s = (long)ttl;
 	o.cancel = &g_cancel;
 	o.exec_cancel = &g_exec_cancel;
 	rc = job_run(&o, &e);

@@ -32,7 +32,9 @@ struct job_run_opts {
 	size_t n_artifacts;
 	const char *artifacts_dir;     /* where copies land (default ".") */
 	const char *bundle_path;       /* attestation bundle (default tdx-attestation.json) */
-	int keep;                      /* keep the box after the run (claim stays, unowned) */
+	int keep;                      /* keep the box after the run (claim state "kept") */
+	long keep_ttl_s;               /* ... for this long (0 = until `tdx-runner stop`) */
+	const char *lease_id;          /* run on this kept box (re-gated) instead of a new one; kept after */
 	int progress;                  /* print phase lines with durations to stderr */
 	volatile sig_atomic_t *cancel; /* set by SIGINT/SIGTERM: stop between steps, stop rsync */
 	atomic_int *exec_cancel;       /* the same, for the remote command (kills its process group) */

@@ -137,6 +137,8 @@ int lease_claim_to_json(const struct lease_claim *c, char **out, struct tdxr_err
 	json_object_set_new(o, "created_at", json_integer(c->created_at));
 	json_object_set_new(o, "updated_at", json_integer(c->updated_at));
 	json_object_set_new(o, "pid", json_integer(c->pid));
+	json_object_set_new(o, "compose_hash", json_string(c->compose_hash));
+	json_object_set_new(o, "keep_until", json_integer(c->keep_until));
 	*out = json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 	json_decref(o);
 	return *out ? 0 : tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
@@ -191,6 +193,12 @@ int lease_claim_parse(const uint8_t *text, size_t len, struct lease_claim *out, 
 	c.pid = json_is_integer(v) && json_integer_value(v) > 0 && json_integer_value(v) < (1 << 30)
 	            ? (int)json_integer_value(v)
 	            : 0;
+	/* Optional (claims written before they existed lack them). */
+	if (json_object_get(o, "compose_hash") && (rc = get_str(o, "compose_hash", c.compose_hash,
+	                                                         sizeof(c.compose_hash), err)))
+		goto out;
+	v = json_object_get(o, "keep_until");
+	c.keep_until = json_is_integer(v) && json_integer_value(v) > 0 ? json_integer_value(v) : 0;
 	*out = c;
 out:
 	json_decref(o);

@@ -42,6 +42,9 @@ struct lease_claim {
 	int64_t created_at;        /* UNIX seconds */
 	int64_t updated_at;
 	int pid; /* process that created it (informational; the lock decides) */
+	/* Added later; optional in claims on disk (older claims lack them). */
+	char compose_hash[65]; /* SHA-256 hex of the compose the back end deployed ("" = unknown) */
+	int64_t keep_until;    /* state "kept": UNIX seconds it may be reaped after (0 = never) */
 };
 
 struct lease_store;

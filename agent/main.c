@@ -17,6 +17,8 @@ static const struct cli_command commands[] = {
 	{ "run", "run a command from this git checkout in a freshly leased, attested box", cli_run,
 	  cli_run_help },
 	{ "leases", "list the leased boxes recorded on this host", cli_leases, cli_leases_help },
+	{ "warmup", "lease and attest a box and keep it for `run --lease`", cli_warmup, cli_warmup_help },
+	{ "stop", "release a kept box", cli_stop, cli_stop_help },
 	{ "reap", "release every lease no live process owns", cli_reap, cli_reap_help },
 	{ "verify", "verify a TDX quote, or re-verify an attestation bundle, offline", cli_verify,
 	  cli_verify_help },

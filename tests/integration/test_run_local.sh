@@ -85,6 +85,41 @@ wait "$pid" 2>/dev/null || true
 [ -z "$(ls -A "$state/boxes")" ] || fail "box directory left after reap"
 echo "ok: kill -9 then reap leaves nothing"
 
+# 5b. warmup -> run --lease (twice: the box is re-attested, the second sync is incremental) -> stop
+lease=$("$bin" warmup --config "$tmp/cfg.json" --ttl 600 2>"$tmp/err") || { cat "$tmp/err"; fail "warmup failed"; }
+case "$lease" in l-*) ;; *) fail "warmup printed '$lease', want a lease id" ;; esac
+"$bin" leases --config "$tmp/cfg.json" --json | python3 -c "
+import json,sys; l=json.load(sys.stdin); assert len(l)==1 and l[0]['state']=='kept' and not l[0]['live'] and l[0]['keep_until']>0, l"
+"$bin" reap --config "$tmp/cfg.json" | grep -q "1 kept lease(s) left alone" || fail "reap touched a kept lease"
+[ "$(box_procs)" -gt 0 ] || fail "the kept box is gone"
+"$bin" run --config "$tmp/cfg.json" --lease "$lease" --bundle "$tmp/b1.json" -- sh -c 'echo first >state.txt; exit 3' 2>"$tmp/err" && rc=0 || rc=$?
+[ "$rc" -eq 3 ] || { cat "$tmp/err"; fail "run --lease exit $rc, want 3"; }
+grep -q "attested" "$tmp/err" || fail "run --lease did not attest the kept box again"
+out=$("$bin" run --config "$tmp/cfg.json" --lease "$lease" --bundle "$tmp/b2.json" -- cat state.txt 2>"$tmp/err") || { cat "$tmp/err"; fail "second run --lease failed"; }
+[ "$out" = first ] || fail "the kept box lost its state between runs: '$out'"
+python3 -c "
+import json; a=json.load(open('$tmp/b1.json'))['meta']; b=json.load(open('$tmp/b2.json'))['meta']
+assert a['lease_id'] == b['lease_id'] == '$lease' and len(a['nonce']) == 64 and a['nonce'] != b['nonce'], (a, b)" || fail "the two runs on a kept box did not each attest it with a fresh nonce"
+"$bin" leases --config "$tmp/cfg.json" --json | python3 -c "import json,sys; l=json.load(sys.stdin); assert len(l)==1 and l[0]['state']=='kept', l"
+"$bin" stop --config "$tmp/cfg.json" "$lease" | grep -qx "released $lease" || fail "stop did not release $lease"
+[ "$(box_procs)" -eq 0 ] || fail "box processes left after stop"
+[ -z "$(ls -A "$state/leases")" ] || fail "claim left after stop"
+"$bin" stop --config "$tmp/cfg.json" "$lease" 2>/dev/null && fail "stop of a released lease succeeded"
+# a kept lease past its ttl is reaped; --all reaps kept ones at once
+lease=$("$bin" warmup --config "$tmp/cfg.json" --ttl 1 2>/dev/null) || fail "warmup --ttl 1 failed"
+sleep 1.2
+"$bin" reap --config "$tmp/cfg.json" | grep -q "1 lease(s) reaped" || fail "an expired kept lease was not reaped"
+lease=$("$bin" warmup --config "$tmp/cfg.json" --ttl 0 2>/dev/null) || fail "warmup --ttl 0 failed"
+"$bin" reap --config "$tmp/cfg.json" --all | grep -q "1 lease(s) reaped" || fail "reap --all left a kept lease"
+[ "$(box_procs)" -eq 0 ] || fail "box processes left after reap --all"
+# a kept box that no longer passes the gate (here: a stricter policy) is refused and destroyed
+lease=$("$bin" warmup --config "$tmp/cfg.json" 2>/dev/null) || fail "warmup failed"
+"$bin" run --config "$tmp/strict.json" --lease "$lease" -- true 2>"$tmp/err" && rc=0 || rc=$?
+[ "$rc" -eq 124 ] || { cat "$tmp/err"; fail "run --lease on a refused box: exit $rc, want 124"; }
+[ "$(box_procs)" -eq 0 ] || fail "a kept box that failed the gate was not destroyed"
+[ -z "$(ls -A "$state/leases")" ] || fail "claim left after a refused run --lease"
+echo "ok: warmup, run --lease (re-attested, state kept), stop, reap of expired and --all"
+
 # 6. the crash matrix: kill -9 right after each recorded pipeline state
 for st in created ready attested synced running releasing; do
 	TDXR_TEST_STALL_AT=$st "$bin" run --config "$tmp/cfg.json" -- true 2>"$tmp/err" &

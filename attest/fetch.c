@@ -10,19 +10,20 @@
  *
  * Invariants: the signed text is the exact byte span of the inner object in the
  * body (bounded scanner, cross-checked against Jansson's parse of the whole body);
- * every request has connect/total timeouts, a body cap, no redirects, HTTPS except
- * to loopback; the API key goes only to base_url and is wiped from our copies.
+ * every request (through common/http) has connect/total timeouts, a body cap, no
+ * redirects, HTTPS except to loopback; the API key goes only to base_url and is
+ * wiped from our copies.
  * Trust boundary: responses and cache files are untrusted; only their shape is
  * checked here, attest_verify checks signatures and dates.
  */
 #include "attest/fetch.h"
 
 #include "common/buf.h"
+#include "common/http.h"
 #include "common/log.h"
 #include "common/secret.h"
 #include "common/util.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -31,19 +32,13 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
-#ifndef TDXR_VERSION
-#define TDXR_VERSION "0"
-#endif
-
 #define FETCH_LOG "fetch"
-#define FETCH_HDR_CAP (64u * 1024u) /* all response headers of one request */
 #define FETCH_URL_MAX 2048u
 #define FETCH_JSON_DEPTH 64u
 #define PEM_CERT_BEGIN "-----BEGIN CERTIFICATE-----"
@@ -172,17 +167,6 @@ int attest_fetch_url_check(const char *url, struct tdxr_err *err)
 		return tdxr_err_set(err, TDXR_EINVAL,
 		                    "plain http:// is only allowed to loopback; use https:// (%.80s)", url);
 	return 0;
-}
-
-/* url passed attest_fetch_url_check; is its host a loopback name? */
-static int url_is_loopback(const char *url)
-{
-	const char *p = strstr(url, "://");
-
-	if (p == NULL)
-		return 0;
-	p += 3;
-	return host_is(p, "127.0.0.1") || host_is(p, "localhost") || host_is(p, "[::1]");
 }
 
 /* The path and query of a URL, for messages (borrowed). */
@@ -777,91 +761,33 @@ static int cache_mkdir(const char *dir, struct tdxr_err *err)
 
 /* ====================================================================== HTTP */
 
-static pthread_once_t g_curl_once = PTHREAD_ONCE_INIT;
-static CURLcode g_curl_init_rc = CURLE_FAILED_INIT;
-
-static void fetch_global_init(void)
-{
-	g_curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
+/* Transport, caps, timeouts and TLS are common/http's; this layer adds the
+ * collateral rules: our stricter URL check, the API key only to base_url, and
+ * HTTP 200 as the only success. */
 struct fetch_ctx {
-	CURL *curl;
-	struct curl_slist *key_hdr; /* holds the API key: wiped before free */
+	struct http_client *http;
+	char *key_hdr; /* "Ocp-Apim-Subscription-Key: ..." or NULL; wiped before free */
 	const struct attest_fetch_opts *o;
 	long timeout_ms;
 	unsigned requests;
-	char errbuf[CURL_ERROR_SIZE];
 };
-
-struct fetch_resp {
-	long status;
-	struct tdxr_buf body;
-	struct tdxr_buf hdrs;
-	int body_toobig;
-	int hdrs_toobig;
-};
-
-static void resp_init(struct fetch_resp *r)
-{
-	r->status = 0;
-	tdxr_buf_init(&r->body, TDXR_CAP_COLLATERAL);
-	tdxr_buf_init(&r->hdrs, FETCH_HDR_CAP);
-	r->body_toobig = 0;
-	r->hdrs_toobig = 0;
-}
-
-static void resp_dispose(struct fetch_resp *r)
-{
-	tdxr_buf_dispose(&r->body);
-	tdxr_buf_dispose(&r->hdrs);
-}
-
-static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
-{
-	struct fetch_resp *r = arg;
-	size_t n = size * nmemb; /* libcurl: size is always 1 */
-
-	if (tdxr_buf_append(&r->body, p, n, NULL) != 0) {
-		r->body_toobig = 1;
-		return 0; /* n > 0 here: anything != n aborts the transfer */
-	}
-	return n;
-}
-
-static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
-{
-	struct fetch_resp *r = arg;
-	size_t n = size * nmemb;
-
-	/* keep only the last response's block (after 1xx or a proxy CONNECT) */
-	if (n >= 5 && memcmp(p, "HTTP/", 5) == 0)
-		tdxr_buf_reset(&r->hdrs);
-	if (tdxr_buf_append(&r->hdrs, p, n, NULL) != 0) {
-		r->hdrs_toobig = 1;
-		return 0;
-	}
-	return n;
-}
 
 static void ctx_dispose(struct fetch_ctx *c)
 {
-	struct curl_slist *s;
-
-	for (s = c->key_hdr; s != NULL; s = s->next)
-		if (s->data)
-			OPENSSL_cleanse(s->data, strlen(s->data));
-	curl_slist_free_all(c->key_hdr);
-	c->key_hdr = NULL;
-	if (c->curl)
-		curl_easy_cleanup(c->curl);
-	c->curl = NULL;
+	if (c->key_hdr != NULL) {
+		OPENSSL_cleanse(c->key_hdr, strlen(c->key_hdr));
+		free(c->key_hdr);
+		c->key_hdr = NULL;
+	}
+	http_client_free(c->http);
+	c->http = NULL;
 }
 
 static int ctx_init(struct fetch_ctx *c, const struct attest_fetch_opts *o, struct tdxr_err *err)
 {
+	struct http_client_opts ho;
 	long connect_ms;
-	int ok = 1;
+	int rc;
 
 	memset(c, 0, sizeof(*c));
 	c->o = o;
@@ -869,12 +795,6 @@ static int ctx_init(struct fetch_ctx *c, const struct attest_fetch_opts *o, stru
 	connect_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : ATTEST_FETCH_CONNECT_MS_DEFAULT;
 	if (connect_ms > c->timeout_ms)
 		connect_ms = c->timeout_ms;
-	pthread_once(&g_curl_once, fetch_global_init);
-	if (g_curl_init_rc != CURLE_OK)
-		return tdxr_err_set(err, TDXR_ERROR, "fetch: libcurl initialisation failed");
-	c->curl = curl_easy_init();
-	if (c->curl == NULL)
-		return tdxr_err_set(err, TDXR_ENOMEM, "fetch: curl_easy_init failed");
 	if (o->api_key != NULL) {
 		const char *k = tdxr_secret_str(o->api_key);
 		size_t i, n = tdxr_secret_len(o->api_key);
@@ -883,93 +803,62 @@ static int ctx_init(struct fetch_ctx *c, const struct attest_fetch_opts *o, stru
 
 		for (i = 0; i < n; i++)
 			bad |= (unsigned char)k[i] < 0x20 || k[i] == 0x7f;
-		if (bad) {
-			ctx_dispose(c);
+		if (bad)
 			return tdxr_err_set(err, TDXR_EINVAL,
 			                    "fetch: API key is empty or has control characters");
-		}
 		tdxr_buf_init(&h, 4096);
-		if (tdxr_buf_appendf(&h, err, "Ocp-Apim-Subscription-Key: %s", k) != 0 ||
-		    (c->key_hdr = curl_slist_append(NULL, (const char *)h.data)) == NULL) {
+		if (tdxr_buf_appendf(&h, err, "Ocp-Apim-Subscription-Key: %s", k) != 0) {
 			tdxr_buf_dispose_wipe(&h);
-			ctx_dispose(c);
-			return tdxr_err_set(err, TDXR_ENOMEM, "fetch: cannot build the API key header");
+			return tdxr_err_set(err, TDXR_EINVAL, "fetch: API key too long");
 		}
-		tdxr_buf_dispose_wipe(&h);
+		c->key_hdr = (char *)tdxr_buf_steal(&h, &n);
 	}
-	ok &= curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L) == CURLE_OK;
-	ok &= curl_easy_setopt(c->curl, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK;
-	ok &= curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK;
-	ok &= curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, connect_ms) == CURLE_OK;
-	ok &= curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, c->timeout_ms) == CURLE_OK;
-	ok &=
-	    curl_easy_setopt(c->curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)TDXR_CAP_COLLATERAL) == CURLE_OK;
-	ok &= curl_easy_setopt(c->curl, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2) == CURLE_OK;
-	ok &= curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYPEER, 1L) == CURLE_OK;
-	ok &= curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYHOST, 2L) == CURLE_OK;
-	ok &= curl_easy_setopt(c->curl, CURLOPT_USERAGENT, "tdx-runner/" TDXR_VERSION) == CURLE_OK;
-	ok &= curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->errbuf) == CURLE_OK;
-	ok &= curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK;
-	ok &= curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK;
-	if (o->ca_file != NULL)
-		ok &= curl_easy_setopt(c->curl, CURLOPT_CAINFO, o->ca_file) == CURLE_OK;
-	if (!ok) {
+	memset(&ho, 0, sizeof(ho));
+	ho.ca_file = o->ca_file;
+	ho.timeout_ms = c->timeout_ms;
+	ho.connect_timeout_ms = connect_ms;
+	ho.max_body = TDXR_CAP_COLLATERAL;
+	rc = http_client_new(&ho, &c->http, err);
+	if (rc) {
 		ctx_dispose(c);
-		return tdxr_err_set(err, TDXR_ERROR, "fetch: libcurl lacks a required option");
+		return tdxr_err_prefix(err, "fetch");
 	}
 	return 0;
 }
 
 /* Copies a header value for a message: printable ASCII only, at most 40 bytes. */
-static void hdr_for_msg(const struct fetch_resp *r, const char *name, char out[41])
+static void hdr_for_msg(const struct http_response *r, const char *name, char out[41])
 {
-	char *v = NULL;
+	const char *v = http_response_header(r, name);
 	size_t i, n = 0;
 
 	out[0] = '\0';
-	if (attest_fetch_header_get((const char *)r->hdrs.data, r->hdrs.len, name, &v, NULL) != 0)
-		return;
-	for (i = 0; v[i] && n < 40; i++)
+	for (i = 0; v != NULL && v[i] && n < 40; i++)
 		if (v[i] > 0x20 && v[i] < 0x7f)
 			out[n++] = v[i];
 	out[n] = '\0';
-	free(v);
 }
 
 /* GET url into r; 0 only for HTTP 200. with_key sends the API key (base_url only). */
 static int fetch_get(struct fetch_ctx *c, const char *what, const char *url, int with_key,
-                     struct fetch_resp *r, struct tdxr_err *err)
+                     struct http_response *r, struct tdxr_err *err)
 {
-	CURLcode cc;
+	const char *key_hdrs[] = { c->key_hdr, NULL };
+	struct http_request req;
 	int rc;
 
 	rc = attest_fetch_url_check(url, err);
 	if (rc)
 		return tdxr_err_prefix(err, "%s", what);
-	c->errbuf[0] = '\0';
-	/* loopback never goes through a proxy from the environment; others may */
-	if (curl_easy_setopt(c->curl, CURLOPT_PROXY, url_is_loopback(url) ? "" : NULL) != CURLE_OK ||
-	    curl_easy_setopt(c->curl, CURLOPT_URL, url) != CURLE_OK ||
-	    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, with_key ? c->key_hdr : NULL) != CURLE_OK ||
-	    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, r) != CURLE_OK ||
-	    curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, r) != CURLE_OK)
-		return tdxr_err_set(err, TDXR_ERROR, "%s: cannot set up the request", what);
+	memset(&req, 0, sizeof(req));
+	req.method = HTTP_GET;
+	req.url = url;
+	req.headers = with_key && c->key_hdr != NULL ? key_hdrs : NULL;
 	c->requests++;
 	TDXR_DEBUG(FETCH_LOG, "GET %s", url_path(url));
-	cc = curl_easy_perform(c->curl);
-	if (r->hdrs_toobig)
-		return tdxr_err_set(err, TDXR_ETOOBIG, "%s: GET %.120s: response headers exceed %u bytes",
-		                    what, url_path(url), FETCH_HDR_CAP);
-	if (r->body_toobig || cc == CURLE_FILESIZE_EXCEEDED)
-		return tdxr_err_set(err, TDXR_ETOOBIG, "%s: GET %.120s: response exceeds the %u-byte limit",
-		                    what, url_path(url), TDXR_CAP_COLLATERAL);
-	if (cc == CURLE_OPERATION_TIMEDOUT)
-		return tdxr_err_set(err, TDXR_ETIMEOUT, "%s: GET %.120s: no response within %ld ms", what,
-		                    url_path(url), c->timeout_ms);
-	if (cc != CURLE_OK)
-		return tdxr_err_set(err, TDXR_EIO, "%s: GET %.120s: %.100s", what, url_path(url),
-		                    c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
-	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &r->status);
+	rc = http_request_send(c->http, &req, r, err);
+	if (rc)
+		return tdxr_err_prefix(err, "%s", what);
 	if (r->status != 200) {
 		char ra[41], ec[41];
 		int code = r->status == 404                         ? TDXR_ENOTFOUND
@@ -989,23 +878,20 @@ static int fetch_get(struct fetch_ctx *c, const char *what, const char *url, int
 }
 
 /* An issuer-chain header: percent-decoded PEM. */
-static int chain_header(const char *what, const struct fetch_resp *r, const char *name, const char *alt,
+static int chain_header(const char *what, const struct http_response *r, const char *name, const char *alt,
                         char **out, struct tdxr_err *err)
 {
-	char *raw = NULL;
+	const char *raw;
 	size_t n;
 	int rc;
 
 	*out = NULL;
-	rc = attest_fetch_header_get((const char *)r->hdrs.data, r->hdrs.len, name, &raw, NULL);
-	if (rc == TDXR_ENOTFOUND && alt != NULL)
-		rc = attest_fetch_header_get((const char *)r->hdrs.data, r->hdrs.len, alt, &raw, NULL);
-	if (rc == TDXR_ENOTFOUND)
+	raw = http_response_header(r, name);
+	if (raw == NULL && alt != NULL)
+		raw = http_response_header(r, alt);
+	if (raw == NULL)
 		return tdxr_err_set(err, TDXR_EINVAL, "%s: response has no %s header", what, name);
-	if (rc)
-		return tdxr_err_set(err, rc, "%s: cannot read the %s header", what, name);
 	rc = attest_fetch_pct_decode(raw, strlen(raw), out, &n, err);
-	free(raw);
 	if (rc)
 		return tdxr_err_prefix(err, "%s", what);
 	if (strstr(*out, PEM_CERT_BEGIN) == NULL) {
@@ -1050,15 +936,15 @@ static void pieces_dispose(struct pieces *p)
 static int fetch_crl(struct fetch_ctx *c, const char *what, const char *url, int with_key, uint8_t **der,
                      size_t *len, struct tdxr_err *err)
 {
-	struct fetch_resp r;
+	struct http_response r;
 	int64_t nu;
 	int rc;
 
-	resp_init(&r);
+	http_response_init(&r);
 	rc = fetch_get(c, what, url, with_key, &r, err);
 	if (!rc && (rc = attest_fetch_crl_decode(r.body.data, r.body.len, der, len, &nu, err)) != 0)
 		tdxr_err_prefix(err, "%s", what);
-	resp_dispose(&r);
+	http_response_dispose(&r);
 	return rc;
 }
 
@@ -1149,17 +1035,17 @@ static int fetch_signed(struct fetch_ctx *c, const char *what, const char *url, 
                         const char *chain_hdr, const char *chain_alt, char **chain, char **text,
                         size_t *text_len, uint8_t sig[64], struct tdxr_err *err)
 {
-	struct fetch_resp r;
+	struct http_response r;
 	int rc;
 
-	resp_init(&r);
+	http_response_init(&r);
 	rc = fetch_get(c, what, url, 1, &r, err);
 	if (!rc)
 		rc = chain_header(what, &r, chain_hdr, chain_alt, chain, err);
 	if (!rc &&
 	    (rc = attest_fetch_signed_split(r.body.data, r.body.len, key, text, text_len, sig, err)) != 0)
 		tdxr_err_prefix(err, "%s", what);
-	resp_dispose(&r);
+	http_response_dispose(&r);
 	return rc;
 }
 
@@ -1168,13 +1054,13 @@ static int fetch_pieces(struct fetch_ctx *c, const char *fm, int tee_is_tdx, con
 {
 	const char *tee = tee_is_tdx ? "tdx" : "sgx";
 	const char *base = c->o->base_url;
-	struct fetch_resp r;
+	struct http_response r;
 	char rest[64];
 	char *url = NULL;
 	int64_t nu;
 	int rc;
 
-	resp_init(&r);
+	http_response_init(&r);
 	/* fm (12) and ca (<= 9) were validated, so rest cannot truncate */
 	snprintf(rest, sizeof(rest), "pckcrl?ca=%s&encoding=der", ca);
 	rc = attest_fetch_url_build(base, "sgx", rest, &url, err);
@@ -1185,7 +1071,7 @@ static int fetch_pieces(struct fetch_ctx *c, const char *fm, int tee_is_tdx, con
 	if (!rc && (rc = attest_fetch_crl_decode(r.body.data, r.body.len, &p->pck_crl, &p->pck_crl_len, &nu,
 	                                         err)) != 0)
 		tdxr_err_prefix(err, "PCK CRL");
-	resp_dispose(&r);
+	http_response_dispose(&r);
 	free(url);
 	url = NULL;
 	if (rc)

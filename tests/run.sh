@@ -56,6 +56,7 @@ for f in build-test/fuzz/tests/fuzz/fuzz_*; do
     fuzz_quote) extra=(tdx/dcap-qvl tdx/go-tdx-guest tdx/dstack crabbox) ;;
     fuzz_collateral) extra=(tdx/dcap-qvl tdx/bundles) ;;
     fuzz_eventlog|fuzz_evidence) extra=(tdx/dstack crabbox) ;;
+    fuzz_gitlab_job) extra=(ci/gitlab) ;;
   esac
   seeds=()
   for d in "${extra[@]}"; do [ -d "$TDXR_SHARED_TESTDATA/$d" ] && seeds+=("$TDXR_SHARED_TESTDATA/$d"); done

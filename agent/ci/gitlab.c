@@ -17,6 +17,7 @@
  * on the SSH channel's stdin (remote_env), never in argv or logs.
  */
 #include "agent/ci/ci.h"
+#include "agent/ci/gitlab_int.h"
 
 #include "agent/box.h"
 #include "agent/config.h"
@@ -250,17 +251,19 @@ static int strv_from(json_t *a, size_t max, char ***out, size_t *n)
 	return 0;
 }
 
-/* "https://gitlab-ci-token:TOKEN@host/x.git" -> "https://host/x.git". */
+/* "https://gitlab-ci-token:TOKEN@host/x.git" -> "https://host/x.git". The userinfo ends at
+ * the LAST '@' of the authority (RFC 3986), which ends at the first '/', '?' or '#'. */
 static int strip_userinfo(const char *url, char *out, size_t cap)
 {
-	const char *p = strstr(url, "://"), *at, *slash;
+	const char *p = strstr(url, "://"), *at = NULL, *q;
 
 	if (p == NULL)
 		return copy_str(out, cap, url);
 	p += 3;
-	slash = strchr(p, '/');
-	at = strchr(p, '@');
-	if (at == NULL || (slash && at > slash))
+	for (q = p; *q && *q != '/' && *q != '?' && *q != '#'; q++)
+		if (*q == '@')
+			at = q;
+	if (at == NULL)
 		return copy_str(out, cap, url);
 	if ((size_t)(p - url) + strlen(at + 1) >= cap)
 		return -1;
@@ -1847,3 +1850,56 @@ const struct ci_ops ci_gitlab = {
 	.job_free = job_free,
 	.free = src_free,
 };
+
+/* ------------------------------------------------------------ for tests */
+
+int gitlab_job_parse(const uint8_t *body, size_t len, struct ci_job **out, struct tdxr_err *err)
+{
+	return job_parse(NULL, body, len, out, err);
+}
+
+void gitlab_job_free(struct ci_job *j)
+{
+	job_free(j);
+}
+
+int64_t gitlab_job_id(const struct ci_job *j)
+{
+	return j->id;
+}
+
+size_t gitlab_job_n_steps(const struct ci_job *j)
+{
+	return j->n_steps;
+}
+
+size_t gitlab_job_n_vars(const struct ci_job *j)
+{
+	return j->n_vars;
+}
+
+const char *gitlab_job_repo_url(const struct ci_job *j)
+{
+	return j->repo_url;
+}
+
+int gitlab_pat_match(const char *pat, const char *path)
+{
+	return pat_match(pat, path);
+}
+
+void gitlab_glob_prefix(const char *pat, char *out, size_t cap)
+{
+	glob_prefix(pat, out, cap);
+}
+
+int gitlab_strip_userinfo(const char *url, char *out, size_t cap)
+{
+	return strip_userinfo(url, out, cap);
+}
+
+uint32_t gitlab_crc32(uint32_t crc, const uint8_t *p, size_t n)
+{
+	pthread_once(&crc_once, crc_init);
+	return crc32_update(crc, p, n);
+}

@@ -685,8 +685,18 @@ int box_stop(const struct config *cfg, const char *lease_id, struct tdxr_err *er
 		rc = tdxr_err_set(err, TDXR_EINVAL, "lease %s: no %s executor in this build", lease_id,
 		                  lease_handle_claim(h)->executor);
 		lease_handle_close(h);
-	} else if ((rc = destroy_claimed(cfg, ops, h, err))) {
-		tdxr_err_prefix(err, "lease %s (claim kept for tdx-runner reap)", lease_id);
+	} else {
+		struct lease_claim c = *lease_handle_claim(h);
+		struct tdxr_err ue;
+
+		/* From here on the box is being released: if destroy fails, `reap` (which skips
+		 * kept claims until keep_until) must retry it at once. */
+		snprintf(c.state, sizeof(c.state), "%s", BOX_STATE_RELEASING);
+		c.keep_until = 0;
+		if (lease_claim_update(h, &c, &ue))
+			TDXR_WARN("box", "lease %s: cannot record state releasing: %s", lease_id, ue.msg);
+		if ((rc = destroy_claimed(cfg, ops, h, err)))
+			tdxr_err_prefix(err, "lease %s (claim kept for tdx-runner reap)", lease_id);
 	}
 	lease_store_free(s);
 	return rc;

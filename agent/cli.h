@@ -29,6 +29,8 @@ int cli_guest_agent(int argc, char **argv);
 void cli_guest_agent_help(void);
 int cli_run(int argc, char **argv);
 void cli_run_help(void);
+int cli_gitlab_executor(int argc, char **argv);
+void cli_gitlab_executor_help(void);
 int cli_leases(int argc, char **argv);
 void cli_leases_help(void);
 int cli_reap(int argc, char **argv);

@@ -16,6 +16,8 @@ static void version_help(void);
 static const struct cli_command commands[] = {
 	{ "run", "run a command from this git checkout in a freshly leased, attested box", cli_run,
 	  cli_run_help },
+	{ "gitlab-executor", "gitlab-runner custom executor driver: config|prepare|run|cleanup",
+	  cli_gitlab_executor, cli_gitlab_executor_help },
 	{ "leases", "list the leased boxes recorded on this host", cli_leases, cli_leases_help },
 	{ "agent", "the runner daemon: poll GitLab for jobs, run each in its own attested box", cli_agent,
 	  cli_agent_help },
@@ -47,7 +49,7 @@ static void usage(FILE *out)
 	fprintf(out, "usage: tdx-runner COMMAND [ARGS...]\n\n"
 	             "Runs CI jobs in attested Intel TDX confidential VMs.\n\ncommands:\n");
 	for (i = 0; i < N_COMMANDS; i++)
-		fprintf(out, "  %-11s %s\n", commands[i].name, commands[i].summary);
+		fprintf(out, "  %-16s %s\n", commands[i].name, commands[i].summary);
 	fprintf(out, "\nRun 'tdx-runner COMMAND --help' for a command's options.\n");
 }
 

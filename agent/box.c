@@ -550,7 +550,10 @@ int box_lease_from_claim(const struct config *cfg, const struct lease_claim *c, 
 {
 	memset(l, 0, sizeof(*l));
 	snprintf(l->executor, sizeof(l->executor), "%s", c->executor);
-	snprintf(l->cloud_id, sizeof(l->cloud_id), "%s", c->cloud_id[0] ? c->cloud_id : c->id);
+	/* Only a local box's id is its lease id. Any other back end's id is unknown until create
+	 * answered (a crash in between); its destroy then finds the box by the lease's name. */
+	snprintf(l->cloud_id, sizeof(l->cloud_id), "%s",
+	         c->cloud_id[0] ? c->cloud_id : strcmp(c->executor, "local") == 0 ? c->id : "");
 	snprintf(l->app_id, sizeof(l->app_id), "%s", c->app_id);
 	snprintf(l->name, sizeof(l->name), "%s", c->name);
 	snprintf(l->gateway, sizeof(l->gateway), "%s", c->gateway);

@@ -7,6 +7,7 @@
  * Trust boundary: flags come from the executor that starts the box; requests
  * on the socket are untrusted and handled by guest_agent.c. Everything it
  * signs says SIMULATED: its root is the one it writes to BOX_DIR/root.der.
+ * The --test-fault switches make it lie on purpose and need TDXR_TEST_FAULTS=1.
  */
 #include "agent/cli.h"
 
@@ -16,6 +17,7 @@
 #include "common/util.h"
 
 #include <getopt.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +51,20 @@ void cli_guest_agent_help(void)
 	       "                        the simulator's default)\n"
 	       "  --app-id HEX          app id, 40 hex digits (default: stored, else random)\n"
 	       "  --instance-id HEX     instance id, 40 hex digits (default: stored, else random)\n"
-	       "  --log-level LEVEL     debug, info (default), warn or error\n");
+	       "  --sim-seed N          derive the simulator PKI from seed N (decimal) instead of fresh\n"
+	       "                        keys: agents with the same seed and --sim-time share one root,\n"
+	       "                        PCK chain and collateral (a test server backing many boxes\n"
+	       "                        serves that collateral from one PCCS stand-in). Anyone who\n"
+	       "                        knows N can sign as this simulator - it is still SIMULATED\n"
+	       "  --sim-time UNIX       validity reference of the PKI and collateral (default: now)\n"
+	       "  --log-level LEVEL     debug, info (default), warn or error\n"
+	       "\n"
+	       "TEST-ONLY (refused unless TDXR_TEST_FAULTS=1 is in the environment; they make the\n"
+	       "box lie so that tests can check the gate refuses it):\n"
+	       "  --test-fault tamper-eventlog  serve an event log that does not replay to the\n"
+	       "                        quoted RTMR3 (its instance-id event rewritten)\n"
+	       "  --test-fault replay-quote     answer every GetQuote with one quote made at start\n"
+	       "                        over other REPORTDATA\n");
 }
 
 int cli_guest_agent(int argc, char **argv)
@@ -61,11 +76,16 @@ int cli_guest_agent(int argc, char **argv)
 		{ "app-id", required_argument, NULL, 'a' },
 		{ "instance-id", required_argument, NULL, 'i' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "sim-seed", required_argument, NULL, 'S' },
+		{ "sim-time", required_argument, NULL, 'T' },
+		{ "test-fault", required_argument, NULL, 'F' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct guest_agent_config cfg;
 	struct guest_agent *ga = NULL;
-	const char *sock = NULL, *compose_path = NULL, *level = "info";
+	const char *sock = NULL, *compose_path = NULL, *level = "info", *faults_env;
+	uint64_t u64 = 0;
+	int64_t i64 = 0;
 	enum tdxr_log_format lf;
 	enum tdxr_log_level ll;
 	struct sigaction sa;
@@ -87,6 +107,34 @@ int cli_guest_agent(int argc, char **argv)
 		case 'a': cfg.app_id_hex = optarg; break;
 		case 'i': cfg.instance_id_hex = optarg; break;
 		case 'l': level = optarg; break;
+		case 'S':
+			if (tdxr_parse_u64(optarg, UINT64_MAX, &u64, &e)) {
+				fprintf(stderr, "tdx-runner guest-agent: --sim-seed: %s\n", e.msg);
+				return 2;
+			}
+			cfg.sim_deterministic = 1;
+			cfg.sim_seed = u64;
+			break;
+		case 'T':
+			if (tdxr_parse_i64(optarg, 1, INT64_C(253402300799), &i64, &e)) {
+				fprintf(stderr, "tdx-runner guest-agent: --sim-time: %s\n", e.msg);
+				return 2;
+			}
+			cfg.now = i64;
+			break;
+		case 'F':
+			if (strcmp(optarg, "tamper-eventlog") == 0) {
+				cfg.test_faults |= GUEST_AGENT_FAULT_TAMPER_EVENTLOG;
+			} else if (strcmp(optarg, "replay-quote") == 0) {
+				cfg.test_faults |= GUEST_AGENT_FAULT_REPLAY_QUOTE;
+			} else {
+				fprintf(stderr,
+				        "tdx-runner guest-agent: --test-fault '%s': tamper-eventlog or "
+				        "replay-quote\n",
+				        optarg);
+				return 2;
+			}
+			break;
 		default:
 			fprintf(stderr,
 			        "tdx-runner guest-agent: unknown or incomplete option '%s' (see --help)\n",
@@ -97,6 +145,12 @@ int cli_guest_agent(int argc, char **argv)
 	if (sock == NULL || cfg.box_dir == NULL || optind < argc) {
 		fprintf(stderr,
 		        "tdx-runner guest-agent: needs --socket PATH and --box-dir DIR (see --help)\n");
+		return 2;
+	}
+	faults_env = getenv("TDXR_TEST_FAULTS");
+	if (cfg.test_faults && (faults_env == NULL || strcmp(faults_env, "1") != 0)) {
+		fprintf(stderr, "tdx-runner guest-agent: --test-fault is for tests only: it makes the box "
+		                "lie about its attestation (set TDXR_TEST_FAULTS=1 to allow it)\n");
 		return 2;
 	}
 	if (tdxr_log_parse("text", level, &lf, &ll, &e)) {

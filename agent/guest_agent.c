@@ -9,7 +9,9 @@
  * are the replay of the event log served with it; the event log's app-id,
  * compose-hash and instance-id are the box's persisted identity. Requests are
  * capped (GUEST_AGENT_MAX_*), each connection has one deadline, and a
- * malformed request gets a 4xx JSON error, never a crash.
+ * malformed request gets a 4xx JSON error, never a crash. The test-only faults
+ * (GUEST_AGENT_FAULT_*) break the first two on purpose, loudly, so the gate's
+ * refusals can be tested end to end.
  *
  * Trust boundary: socket bytes are untrusted. The simulator's keys stay in
  * this process; nothing here is evidence of a real TEE.
@@ -325,8 +327,12 @@ struct guest_agent {
 	struct sim_pki *pki;
 	char *eventlog_json; /* the dstack JSON array text */
 	uint8_t rtmr[4][48];
-	char *vm_config; /* JSON text */
-	char *info_json; /* the Info response, built once */
+	char *vm_config;       /* JSON text */
+	char *info_json;       /* the Info response, built once */
+	unsigned faults;       /* GUEST_AGENT_FAULT_* (tests only) */
+	uint8_t *replay_quote; /* FAULT_REPLAY_QUOTE: the one quote every GetQuote gets */
+	size_t replay_len;
+	uint8_t replay_rd[64];
 };
 
 const char *guest_agent_app_id(const struct guest_agent *a)
@@ -353,6 +359,7 @@ void guest_agent_free(struct guest_agent *a)
 	free(a->eventlog_json);
 	free(a->vm_config);
 	free(a->info_json);
+	free(a->replay_quote);
 	free(a);
 }
 
@@ -508,6 +515,40 @@ static int quote_make(struct guest_agent *a, const uint8_t rd[64], uint8_t **q, 
 	memcpy(o.td.rtmr, a->rtmr, sizeof(o.td.rtmr));
 	memcpy(o.td.report_data, rd, 64);
 	return sim_quote_make(a->pki, &o, q, qlen, err);
+}
+
+/*
+ * Test-only misbehaviour (GUEST_AGENT_FAULT_*), set up once at start:
+ *  - TAMPER_EVENTLOG: the served log names another instance id, with digests that
+ *    match its payloads, while quotes keep the genuine RTMRs: only the RTMR3
+ *    replay can tell (what a host rewriting the log in transit would produce);
+ *  - REPLAY_QUOTE: one genuine quote over random REPORTDATA, served for every
+ *    GetQuote: a recorded quote replayed against a new nonce.
+ */
+static int faults_setup(struct guest_agent *a, struct sim_eventlog_opts *eo, struct tdxr_err *err)
+{
+	uint8_t rtmr[4][48];
+	char *log = NULL;
+	int rc;
+
+	if (a->faults & GUEST_AGENT_FAULT_TAMPER_EVENTLOG) {
+		eo->instance_id[0] ^= 0xff;
+		rc = sim_eventlog_make(eo, &log, rtmr, err);
+		eo->instance_id[0] ^= 0xff;
+		if (rc)
+			return rc;
+		free(a->eventlog_json);
+		a->eventlog_json = log;
+		TDXR_WARN(GA_MOD, "TEST FAULT: serving a tampered event log");
+	}
+	if (a->faults & GUEST_AGENT_FAULT_REPLAY_QUOTE) {
+		if (RAND_bytes(a->replay_rd, (int)sizeof(a->replay_rd)) != 1)
+			return tdxr_err_set(err, TDXR_ERROR, "replay quote: RAND_bytes failed");
+		if ((rc = quote_make(a, a->replay_rd, &a->replay_quote, &a->replay_len, err)))
+			return rc;
+		TDXR_WARN(GA_MOD, "TEST FAULT: every GetQuote gets one old quote");
+	}
+	return 0;
 }
 
 /* The RA-TLS app certificate: self-signed P-256 leaf whose extension
@@ -705,9 +746,13 @@ int guest_agent_new(const struct guest_agent_config *c, struct guest_agent **out
 	eo.key_provider = key_provider;
 	tdxr_hex_encode(eo.os_image_hash, 32, os_hash);
 	sim_pki_opts_init(&po, now);
+	po.deterministic = c->sim_deterministic;
+	po.seed = c->sim_seed;
 	sim_collateral_opts_init(&co, now);
+	a->faults = c->test_faults;
 	if ((rc = sim_eventlog_make(&eo, &a->eventlog_json, a->rtmr, err)) ||
-	    (rc = sim_pki_new(&po, &a->pki, err)) || (rc = sim_collateral_make(a->pki, &co, &col, err)))
+	    (rc = sim_pki_new(&po, &a->pki, err)) || (rc = sim_collateral_make(a->pki, &co, &col, err)) ||
+	    (rc = faults_setup(a, &eo, err)))
 		goto out;
 	root = sim_pki_cert_der(a->pki, SIM_CERT_ROOT, &root_len);
 	if ((rc = file_put(c->box_dir, "root.der", root, root_len, err)) ||
@@ -771,7 +816,7 @@ static int handle_quote(struct guest_agent *a, json_t *params, int tappd, int *s
 	char *qhex = NULL, rdhex[129];
 	const char *msg;
 	json_t *o = NULL, *ha;
-	int rc;
+	int rc = 0;
 
 	if ((msg = report_data_get(params, rd)) != NULL)
 		return reply_error(400, msg, status, body, err);
@@ -784,8 +829,18 @@ static int handle_quote(struct guest_agent *a, json_t *params, int tappd, int *s
 			    400, "hash_algorithm: only \"raw\" is supported by the local guest agent", status,
 			    body, err);
 	}
-	if ((rc = quote_make(a, rd, &q, &qlen, err)))
+	if (a->replay_quote != NULL) {
+		/* FAULT_REPLAY_QUOTE: the old quote, and the REPORTDATA it really carries */
+		if ((q = malloc(a->replay_len)) == NULL) {
+			rc = tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
+			goto out;
+		}
+		memcpy(q, a->replay_quote, a->replay_len);
+		qlen = a->replay_len;
+		memcpy(rd, a->replay_rd, 64);
+	} else if ((rc = quote_make(a, rd, &q, &qlen, err))) {
 		goto out;
+	}
 	if ((qhex = tdxr_hex_strdup(q, qlen)) == NULL) {
 		rc = tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
 		goto out;

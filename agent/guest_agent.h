@@ -9,8 +9,9 @@
  * Persistence: the box identity (app id, instance id, app-compose text) lives
  * in BOX_DIR/guest-agent.json and survives restarts. The simulator keys live in
  * process memory only (this server is the only signer); each start makes a new
- * PKI and rewrites BOX_DIR/root.der and BOX_DIR/collateral.json (mode 0644)
- * before the socket exists, so a verifier reads them after the socket appears.
+ * PKI (or re-derives the shared one from a seed) and rewrites BOX_DIR/root.der
+ * and BOX_DIR/collateral.json (mode 0644) before the socket exists, so a
+ * verifier reads them after the socket appears.
  *
  * Trust boundary: request bytes from the socket are untrusted and parsed with
  * hard caps (GUEST_AGENT_MAX_*). Nothing this server signs is evidence of a
@@ -57,6 +58,17 @@ void guest_agent_request_dispose(struct guest_agent_request *req);
 
 /* ==================================================================== agent */
 
+/*
+ * Test-only misbehaviour (tests/integration/cvm_e2e.sh: the gate must refuse it);
+ * `tdx-runner guest-agent` accepts them only with TDXR_TEST_FAULTS=1 in its environment.
+ *  TAMPER_EVENTLOG: serve an event log whose replay is not the quoted RTMR3 (its
+ *                   instance-id event rewritten, digests recomputed);
+ *  REPLAY_QUOTE:    answer every GetQuote with one quote made at start over other
+ *                   REPORTDATA (a replay).
+ */
+#define GUEST_AGENT_FAULT_TAMPER_EVENTLOG (1u << 0)
+#define GUEST_AGENT_FAULT_REPLAY_QUOTE (1u << 1)
+
 struct guest_agent_config {
 	const char *box_dir;     /* required; created (0750) when absent */
 	const char *app_compose; /* app-compose text; NULL = the stored one, else the simulator's default */
@@ -64,6 +76,13 @@ struct guest_agent_config {
 	const char *app_id_hex;      /* 40 hex digits; NULL = stored, else random */
 	const char *instance_id_hex; /* 40 hex digits; NULL = stored, else random */
 	int64_t now;                 /* validity reference for the PKI and collateral; 0 = now */
+	/* Shared simulator PKI: keys and serials derive from sim_seed (attest/sim deterministic
+	 * mode), so agents started with the same seed and the same `now` have byte-identical
+	 * certificates and one collateral serves them all (a PCCS stand-in for test servers
+	 * that back many boxes). 0 = fresh random keys (the local executor). */
+	int sim_deterministic;
+	uint64_t sim_seed;
+	unsigned test_faults; /* GUEST_AGENT_FAULT_* mask; 0 in production */
 };
 
 struct guest_agent;

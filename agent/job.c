@@ -114,13 +114,6 @@ int job_run(const struct job_run_opts *o, struct tdxr_err *err)
 		rc = box_acquire(&bo, &b, err);
 	if (rc == TDXR_EATTEST)
 		code = JOB_EXIT_ATTEST;
-	/* Write the bundle whatever the verdict: a refused box is worth a record too. */
-	if (b && box_bundle(b) && o->bundle_path) {
-		struct tdxr_err be;
-
-		if (tdxr_file_write_atomic(o->bundle_path, box_bundle(b), strlen(box_bundle(b)), 0644, &be))
-			TDXR_WARN("job", "cannot write the attestation bundle: %s", be.msg);
-	}
 	if (!rc && canceled(o))
 		rc = tdxr_err_set(err, TDXR_ECANCELED, "canceled");
 	if (!rc)
@@ -138,6 +131,14 @@ int job_run(const struct job_run_opts *o, struct tdxr_err *err)
 	if (canceled(o) && !rc) {
 		rc = tdxr_err_set(err, TDXR_ECANCELED, "canceled");
 		code = JOB_EXIT_INFRA;
+	}
+	/* Write the bundle whatever the verdict (a refused box is worth a record too), after the
+	 * sync so it never travels into the box as part of the tree. */
+	if (b && box_bundle(b) && o->bundle_path) {
+		struct tdxr_err be;
+
+		if (tdxr_file_write_atomic(o->bundle_path, box_bundle(b), strlen(box_bundle(b)), 0644, &be))
+			TDXR_WARN("job", "cannot write the attestation bundle: %s", be.msg);
 	}
 	if (b == NULL)
 		return code;

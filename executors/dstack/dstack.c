@@ -9,8 +9,9 @@
  * CreateVm; labels (owner host, job, lease) travel in user_config. wait_ready
  * polls GetInfo until status "running" and boot_progress "done". destroy is
  * RemoveVm after an ownership check (the VM's name must be the lease's); gone is
- * success only when GetInfo says found=false (or "removing", which the VMM
- * persists and resumes itself).
+ * success only when neither GetInfo (by the recorded id) nor Status (by the
+ * lease's name: a claim may predate CreateVm's answer) knows the VM, or it is
+ * "removing" (which the VMM persists and resumes itself).
  *
  * Trust: the VMM is the user's own service but its answers are still parsed as
  * untrusted (size caps, type checks); nothing it says is trusted for attestation
@@ -281,6 +282,69 @@ static int get_uint(json_t *o, const char *key, unsigned long max, unsigned long
 	return 0;
 }
 
+/* The timing keys, from init's config or TDXR_TEST_DSTACK_TUNING. */
+static int tuning_apply(struct dstack_priv *p, json_t *o, struct tdxr_err *err)
+{
+	unsigned long v;
+	int rc;
+
+	v = (unsigned long)p->call_ms;
+	if ((rc = get_uint(o, "call_timeout_ms", 600000, &v, err)))
+		return rc;
+	p->call_ms = v < 100 ? 100 : (long)v;
+	v = p->poll_ms;
+	if ((rc = get_uint(o, "poll_ms", 60000, &v, err)))
+		return rc;
+	p->poll_ms = v < 10 ? 10 : (unsigned)v;
+	v = p->retries;
+	if ((rc = get_uint(o, "retries", 10, &v, err)))
+		return rc;
+	p->retries = (unsigned)v;
+	v = p->remove_ms;
+	if ((rc = get_uint(o, "remove_wait_ms", 3600000, &v, err)))
+		return rc;
+	p->remove_ms = (unsigned)v;
+	return 0;
+}
+
+/*
+ * Test-only: TDXR_TEST_DSTACK_TUNING, a JSON object with call_timeout_ms, poll_ms,
+ * retries and/or remove_wait_ms, overrides the timings for `tdx-runner run` in
+ * tests (the config file does not expose them; end-to-end fault tests need short
+ * ones). Only timings: not where the agent connects.
+ */
+static int tuning_env(struct dstack_priv *p, struct tdxr_err *err)
+{
+	static const char *const keys[] = { "call_timeout_ms", "poll_ms", "retries", "remove_wait_ms", NULL };
+	const char *env = getenv("TDXR_TEST_DSTACK_TUNING"), *key;
+	json_error_t jerr;
+	json_t *o, *val;
+	size_t i;
+	int rc = 0;
+
+	if (env == NULL || env[0] == '\0')
+		return 0;
+	o = json_loads(env, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(o)) {
+		json_decref(o);
+		return tdxr_err_set(err, TDXR_EINVAL, "dstack: TDXR_TEST_DSTACK_TUNING is not a JSON object");
+	}
+	json_object_foreach(o, key, val)
+	{
+		for (i = 0; keys[i] && strcmp(keys[i], key) != 0; i++)
+			;
+		if (keys[i] == NULL) {
+			rc = tdxr_err_set(err, TDXR_EINVAL,
+			                  "dstack: TDXR_TEST_DSTACK_TUNING: unknown key '%.40s'", key);
+			break;
+		}
+	}
+	if (rc == 0)
+		rc = tuning_apply(p, o, err);
+	json_decref(o);
+	return rc;
+}
+
 static int dstack_init(void *vp, const char *state_dir, const char *config_json, struct tdxr_err *err)
 {
 	static const char *const keys[] = { "vmm_url",      "image",           "gateway_domain",
@@ -289,7 +353,6 @@ static int dstack_init(void *vp, const char *state_dir, const char *config_json,
 	struct dstack_priv *p = vp;
 	json_error_t jerr;
 	const char *key, *url, *image, *gw, *cf;
-	unsigned long v;
 	json_t *o, *val;
 	uint8_t *text = NULL;
 	size_t len = 0, i, n;
@@ -348,22 +411,8 @@ static int dstack_init(void *vp, const char *state_dir, const char *config_json,
 		memcpy(p->compose, text, len);
 		p->compose[len] = '\0';
 	}
-	v = (unsigned long)p->call_ms;
-	if ((rc = get_uint(o, "call_timeout_ms", 600000, &v, err)))
-		goto out;
-	p->call_ms = v < 100 ? 100 : (long)v;
-	v = p->poll_ms;
-	if ((rc = get_uint(o, "poll_ms", 60000, &v, err)))
-		goto out;
-	p->poll_ms = v < 10 ? 10 : (unsigned)v;
-	v = p->retries;
-	if ((rc = get_uint(o, "retries", 10, &v, err)))
-		goto out;
-	p->retries = (unsigned)v;
-	v = p->remove_ms;
-	if ((rc = get_uint(o, "remove_wait_ms", 3600000, &v, err)))
-		goto out;
-	p->remove_ms = (unsigned)v;
+	if ((rc = tuning_apply(p, o, err)) == 0)
+		rc = tuning_env(p, err);
 out:
 	free(text);
 	json_decref(o);
@@ -692,15 +741,42 @@ static int dstack_destroy(void *vp, const struct exec_lease *lease, struct tdxr_
 {
 	struct dstack_priv *p = vp;
 	json_t *ans = NULL, *info, *req = NULL;
+	char id[128];
 	long end;
-	int rc, found;
+	int rc, found, n = 0;
 
-	if (lease->cloud_id[0] == '\0' || lease->name[0] == '\0')
-		return tdxr_err_set(err, TDXR_EINVAL, "dstack: destroy: lease has no VM id or name");
-	if ((rc = vmm_get_info(p, lease->cloud_id, &ans, &found, &info, err)))
-		goto out;
-	if (!found)
-		goto out; /* the VMM says it does not exist */
+	if (lease->name[0] == '\0')
+		return tdxr_err_set(err, TDXR_EINVAL, "dstack: destroy: lease has no VM name");
+	found = 0;
+	if (lease->cloud_id[0] != '\0') {
+		if (cpy(id, sizeof(id), lease->cloud_id) != 0)
+			return tdxr_err_set(err, TDXR_EINVAL, "dstack: destroy: VM id too long");
+		if ((rc = vmm_get_info(p, id, &ans, &found, &info, err)))
+			goto out;
+	}
+	if (!found) {
+		/* No VM under the recorded id - or no id at all: the agent died (or CreateVm failed)
+		 * before CreateVm answered, and a claim without an id may carry a placeholder. The
+		 * VMM may still have made the VM: it is gone only if no VM has the lease's name. */
+		json_decref(ans);
+		ans = NULL;
+		if ((rc = find_by_name(p, lease->name, id, sizeof(id), &n, err))) {
+			tdxr_err_prefix(err, "dstack: destroy %s", lease->name);
+			goto out;
+		}
+		if (n == 0)
+			goto out; /* the VMM lists no VM of this name */
+		if (n > 1) {
+			rc = tdxr_err_set(err, TDXR_EINVAL,
+			                  "dstack: destroy: %d VMs are named %s; remove them by hand", n,
+			                  lease->name);
+			goto out;
+		}
+		if ((rc = vmm_get_info(p, id, &ans, &found, &info, err)))
+			goto out;
+		if (!found)
+			goto out; /* removed meanwhile */
+	}
 	{
 		const char *nm = jstr(info, "name"), *st = jstr(info, "status");
 
@@ -710,8 +786,8 @@ static int dstack_destroy(void *vp, const struct exec_lease *lease, struct tdxr_
 			clean(got, sizeof(got), nm);
 			rc = tdxr_err_set(
 			    err, TDXR_EINVAL,
-			    "dstack: destroy: refusing, VM %s is named '%s', the lease says '%s'",
-			    lease->cloud_id, got, lease->name);
+			    "dstack: destroy: refusing, VM %s is named '%s', the lease says '%s'", id, got,
+			    lease->name);
 			goto out;
 		}
 		if (st && strcmp(st, "removing") == 0)
@@ -719,7 +795,7 @@ static int dstack_destroy(void *vp, const struct exec_lease *lease, struct tdxr_
 	}
 	json_decref(ans);
 	ans = NULL;
-	req = json_pack("{s:s}", "id", lease->cloud_id);
+	req = json_pack("{s:s}", "id", id);
 	if (req == NULL) {
 		rc = tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
 		goto out;
@@ -729,7 +805,7 @@ static int dstack_destroy(void *vp, const struct exec_lease *lease, struct tdxr_
 		json_t *a2 = NULL, *i2;
 
 		/* A refusal may mean a concurrent removal finished: believe only GetInfo. */
-		if (vmm_get_info(p, lease->cloud_id, &a2, &found, &i2, &e2) == 0 && !found)
+		if (vmm_get_info(p, id, &a2, &found, &i2, &e2) == 0 && !found)
 			rc = 0;
 		json_decref(a2);
 		goto out;
@@ -740,7 +816,7 @@ static int dstack_destroy(void *vp, const struct exec_lease *lease, struct tdxr_
 	for (;;) {
 		const char *st;
 
-		if ((rc = vmm_get_info(p, lease->cloud_id, &ans, &found, &info, err)))
+		if ((rc = vmm_get_info(p, id, &ans, &found, &info, err)))
 			goto out;
 		if (!found)
 			goto out;
@@ -754,8 +830,7 @@ static int dstack_destroy(void *vp, const struct exec_lease *lease, struct tdxr_
 			clean(s, sizeof(s), st);
 			rc = tdxr_err_set(
 			    err, TDXR_ETIMEOUT,
-			    "dstack: destroy: RemoveVm accepted but VM %s still exists (status '%s')",
-			    lease->cloud_id, s);
+			    "dstack: destroy: RemoveVm accepted but VM %s still exists (status '%s')", id, s);
 			goto out;
 		}
 		json_decref(ans);

@@ -870,6 +870,81 @@ static int cfg_ms(json_t *o, const char *k, long lo, long hi, long *out, struct 
 	return 0;
 }
 
+/* Timing keys: init's config, and TDXR_TEST_PHALA_TUNING (tests shorten them; see tuning_env). */
+static const char *const TUNING_KEYS[] = {
+	"connect_ms", "timeout_ms", "call_budget_ms", "poll_ms", "max_attempts",
+	"backoff_ms", "backoff_cap_ms", "retry_after_cap_ms", NULL,
+};
+
+static int tuning_apply(struct phala_priv *p, json_t *o, struct tdxr_err *err)
+{
+	long tmp;
+	int rc;
+
+	if ((rc = cfg_ms(o, "connect_ms", 1, 600000, &p->connect_ms, err)) ||
+	    (rc = cfg_ms(o, "timeout_ms", 1, 3600000, &p->timeout_ms, err)) ||
+	    (rc = cfg_ms(o, "call_budget_ms", 1, 3600000, &p->budget_ms, err)))
+		return rc;
+	tmp = p->poll_ms;
+	if ((rc = cfg_ms(o, "poll_ms", 1, 600000, &tmp, err)))
+		return rc;
+	p->poll_ms = (unsigned)tmp;
+	tmp = p->bo.max_attempts;
+	if ((rc = cfg_ms(o, "max_attempts", 1, 100, &tmp, err)))
+		return rc;
+	p->bo.max_attempts = (unsigned)tmp;
+	tmp = p->bo.base_ms;
+	if ((rc = cfg_ms(o, "backoff_ms", 1, 600000, &tmp, err)))
+		return rc;
+	p->bo.base_ms = (unsigned)tmp;
+	tmp = p->bo.cap_ms;
+	if ((rc = cfg_ms(o, "backoff_cap_ms", 1, 3600000, &tmp, err)))
+		return rc;
+	p->bo.cap_ms = (unsigned)tmp;
+	tmp = p->bo.retry_after_cap_ms;
+	if ((rc = cfg_ms(o, "retry_after_cap_ms", 0, 3600000, &tmp, err)))
+		return rc;
+	p->bo.retry_after_cap_ms = (unsigned)tmp;
+	return 0;
+}
+
+/*
+ * Test-only: TDXR_TEST_PHALA_TUNING, a JSON object of TUNING_KEYS, overrides the
+ * timings for `tdx-runner run` in tests (the config file does not expose them):
+ * end-to-end fault tests need 1 s timeouts and short polls, not 60 s and 5 s.
+ * Only timings: it cannot change where the agent connects or with what key.
+ */
+static int tuning_env(struct phala_priv *p, struct tdxr_err *err)
+{
+	const char *env = getenv("TDXR_TEST_PHALA_TUNING"), *k;
+	json_error_t jerr;
+	json_t *o, *v;
+	int rc = 0;
+
+	if (env == NULL || env[0] == '\0')
+		return 0;
+	o = json_loads(env, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(o)) {
+		json_decref(o);
+		return tdxr_err_set(err, TDXR_EINVAL, "phala: TDXR_TEST_PHALA_TUNING is not a JSON object");
+	}
+	json_object_foreach(o, k, v) {
+		size_t i;
+
+		for (i = 0; TUNING_KEYS[i] && strcmp(TUNING_KEYS[i], k) != 0; i++)
+			;
+		if (TUNING_KEYS[i] == NULL) {
+			rc = tdxr_err_set(err, TDXR_EINVAL,
+			                  "phala: TDXR_TEST_PHALA_TUNING: unknown key \"%.64s\"", k);
+			break;
+		}
+	}
+	if (rc == 0 && (rc = tuning_apply(p, o, err)) == 0)
+		TDXR_WARN(MOD, "test tuning from TDXR_TEST_PHALA_TUNING: %s", env);
+	json_decref(o);
+	return rc;
+}
+
 static const char *const INIT_KEYS[] = {
 	"api_url",       "api_key",      "instance_type", "node_id",        "image",
 	"compose_file",  "connect_ms",   "timeout_ms",    "call_budget_ms", "poll_ms",
@@ -883,7 +958,6 @@ static int phala_init(void *vp, const char *state_dir, const char *config_json, 
 	json_t *o = NULL, *v;
 	const char *k;
 	char path[512] = "";
-	long tmp;
 	int rc = 0;
 
 	(void)state_dir;
@@ -923,31 +997,9 @@ static int phala_init(void *vp, const char *state_dir, const char *config_json, 
 	    (rc = cfg_str(o, "instance_type", p->instance_type, sizeof(p->instance_type), err)) ||
 	    (rc = cfg_str(o, "node_id", p->node_id, sizeof(p->node_id), err)) ||
 	    (rc = cfg_str(o, "image", p->image, sizeof(p->image), err)) ||
-	    (rc = cfg_str(o, "compose_file", path, sizeof(path), err)) ||
-	    (rc = cfg_ms(o, "connect_ms", 1, 600000, &p->connect_ms, err)) ||
-	    (rc = cfg_ms(o, "timeout_ms", 1, 3600000, &p->timeout_ms, err)) ||
-	    (rc = cfg_ms(o, "call_budget_ms", 1, 3600000, &p->budget_ms, err)))
+	    (rc = cfg_str(o, "compose_file", path, sizeof(path), err)) || (rc = tuning_apply(p, o, err)) ||
+	    (rc = tuning_env(p, err)))
 		goto out;
-	tmp = p->poll_ms;
-	if ((rc = cfg_ms(o, "poll_ms", 1, 600000, &tmp, err)))
-		goto out;
-	p->poll_ms = (unsigned)tmp;
-	tmp = p->bo.max_attempts;
-	if ((rc = cfg_ms(o, "max_attempts", 1, 100, &tmp, err)))
-		goto out;
-	p->bo.max_attempts = (unsigned)tmp;
-	tmp = p->bo.base_ms;
-	if ((rc = cfg_ms(o, "backoff_ms", 1, 600000, &tmp, err)))
-		goto out;
-	p->bo.base_ms = (unsigned)tmp;
-	tmp = p->bo.cap_ms;
-	if ((rc = cfg_ms(o, "backoff_cap_ms", 1, 3600000, &tmp, err)))
-		goto out;
-	p->bo.cap_ms = (unsigned)tmp;
-	tmp = p->bo.retry_after_cap_ms;
-	if ((rc = cfg_ms(o, "retry_after_cap_ms", 0, 3600000, &tmp, err)))
-		goto out;
-	p->bo.retry_after_cap_ms = (unsigned)tmp;
 	{
 		size_t n = strlen(p->api_url);
 

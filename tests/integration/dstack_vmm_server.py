@@ -17,9 +17,23 @@ private key and decrypts what it recorded).
 Control (GET, not counted): /__vms -> {id: vm record incl. encrypted_env}; /__calls ->
 {method: n}; /__reset; /__fail?method=M&status=500&count=1[&mode=M] adds a fault:
 mode status (default: answer `status` without acting), after (act, then answer
-`status`), hang (never answer); /__stuck?on=1 keeps new VMs booting forever;
+`status`), hang (never answer), afterhang (act, then never answer);
+/__clear_faults drops queued faults; /__stuck?on=1 keeps new VMs booting forever;
 /__boot_error?msg=X makes new VMs report boot_error X; /__put?name=N&owner=O adds a
 foreign VM (not created through CreateVm).
+
+--boxes DIR --tdxr BIN: every VM is a real local box (box_backend.py: sshd, stunnel4,
+`tdx-runner guest-agent`), booting after CreateVm answered (boot_progress stays
+"booting" until the box answers) and killed by RemoveVm (or at exit).
+GetAppEnvEncryptPubKey hands out a per-app X25519 key whose private half stays here;
+CreateVm decrypts encrypted_env with it for the box's DSTACK_AUTHORIZED_KEYS (a VM
+whose env does not decrypt gets a boot_error, as one whose box fails to start). The
+guest agent gets the app id, the compose_file text verbatim and a fresh instance id.
+DIR/backend.json names the gateway address (connect_to), its CA file and the PCCS URL.
+Box mode adds /__box_fault?f=tamper-eventlog|replay-quote|wrong-app-id|none (VMs
+created after it) and /__boxes -> {live: [vm ids], work: {vm id: {writes, entries,
+bytes}}, box_procs: n} (writes seen in each box's /var/volatile since it booted and what it
+held at removal, or holds now; how many processes of any box this server started are alive).
 
 Prints "PORT <n>" once listening; exits on SIGTERM or, with --watch-stdin, at stdin EOF.
 Test-only: binds 127.0.0.1 and trusts nothing beyond routing.
@@ -37,6 +51,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MAX_BODY = 4 * 1024 * 1024
+BACKEND = None      # box_backend.Backend in --boxes mode
+box_backend = None  # the module, imported in --boxes mode (needs python3-cryptography)
 
 
 class State:
@@ -52,6 +68,9 @@ class State:
         self.stuck = False
         self.boot_error = ""
         self.created = 0
+        self.box_fault = None
+        self.env_keys = {}  # app id -> X25519 private key (box mode)
+        self.work = {}      # vm id -> box record at removal
 
     def take_fault(self, method):
         for f in self.faults:
@@ -104,6 +123,8 @@ def rpc(st, method, req):
             "image_version": "0.5.0", "configuration": req, "encrypted_env": env,
             "stuck": st.stuck, "polls": 0, "remove_polls": 0,
         }
+        if BACKEND is not None:
+            box_start(st, st.vms[vid])
         return {"id": vid}
     if method in ("StartVm", "StopVm", "ShutdownVm", "RemoveVm", "GetInfo"):
         vid = req.get("id")
@@ -118,7 +139,13 @@ def rpc(st, method, req):
                     return {"found": False}
             elif vm["status"] == "running" and vm["boot_progress"] == "booting" and not vm["stuck"]:
                 vm["polls"] += 1
-                if vm["polls"] >= a.boot_polls:
+                booted = True
+                if BACKEND is not None:
+                    bs, berr = BACKEND.status(box_id(vid))
+                    booted = bs == "running"
+                    if bs == "failed" and not vm["boot_error"]:
+                        vm["boot_error"] = berr
+                if vm["polls"] >= a.boot_polls and booted:
                     vm["boot_progress"] = "done"
             return {"found": True, "info": vm_info(vm, False)}
         if vm is None:
@@ -130,6 +157,8 @@ def rpc(st, method, req):
                 vm["status"] = "stopped"
         else:
             vm["status"] = "removing"
+            if BACKEND is not None and vid not in st.work:
+                st.work[vid] = BACKEND.delete(box_id(vid))
         return {}
     if method == "Status":
         kw = req.get("keyword", "")
@@ -143,7 +172,12 @@ def rpc(st, method, req):
     if method == "GetAppEnvEncryptPubKey":
         if not req.get("app_id"):
             raise VmmError("missing app_id")
-        return {"public_key": a.env_pubkey, "signature": "", "timestamp": int(time.time()),
+        pub = a.env_pubkey
+        if BACKEND is not None:
+            # each app its own env key; the private half stays here (the "KMS")
+            priv, pub = box_backend.new_env_key()
+            st.env_keys[req["app_id"]] = priv
+        return {"public_key": pub, "signature": "", "timestamp": int(time.time()),
                 "signature_v1": ""}
     if method == "ListImages":
         return {"images": [{"name": "dstack-dev-0.5.0", "description": "{}", "version": "0.5.0",
@@ -157,6 +191,30 @@ def rpc(st, method, req):
                 "resources": {"max_cvm_number": 100, "max_allocable_vcpu": 64,
                               "max_allocable_memory_in_mb": 262144}}
     raise VmmError("method not found: %s" % method)
+
+
+def box_id(vid):
+    return "d" + vid.replace("-", "")[:12]
+
+
+def box_start(st, vm):
+    """Boots the VM's box: the SSH key from the sealed env, the compose text as sent, a fresh
+    instance id. A failure is the VM's boot_error, as the VMM reports a failed boot."""
+    cfg = vm["configuration"]
+    priv = st.env_keys.get(vm["app_id"])
+    try:
+        if priv is None:
+            raise ValueError("no env key was issued for app %s" % vm["app_id"])
+        env = box_backend.decrypt_env(priv, vm["encrypted_env"])
+    except Exception as e:
+        vm["boot_error"] = "cannot decrypt encrypted_env: %s" % (e or type(e).__name__)
+        return
+    vm["instance_id"] = os.urandom(20).hex()
+    try:
+        BACKEND.start(box_id(vm["id"]), vm["app_id"], vm["instance_id"], cfg["compose_file"],
+                      env.get("DSTACK_AUTHORIZED_KEYS", ""), st.box_fault)
+    except (box_backend.BoxError, OSError) as e:
+        vm["boot_error"] = str(e)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -193,6 +251,21 @@ class Handler(BaseHTTPRequestHandler):
             if u.path == "/__stuck":
                 st.stuck = q.get("on", "1") == "1"
                 return self.reply(200, {})
+            if u.path == "/__clear_faults":
+                st.faults = []
+                return self.reply(200, {})
+            if u.path == "/__box_fault":
+                f = q.get("f", "")
+                st.box_fault = None if f in ("", "none") else f
+                return self.reply(200, {})
+            if u.path == "/__boxes":
+                live = BACKEND.live() if BACKEND else []
+                work = dict(st.work)
+                for vid in st.vms:
+                    if vid not in work and BACKEND is not None:
+                        work[vid] = BACKEND.work(box_id(vid))
+                procs = len(BACKEND.leftover_pids()) if BACKEND else 0
+                return self.reply(200, {"live": live, "work": work, "box_procs": procs})
             if u.path == "/__boot_error":
                 st.boot_error = q.get("msg", "")
                 return self.reply(200, {})
@@ -233,6 +306,11 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(f["status"], {"error": "injected fault"})
             if f is not None and f["mode"] == "hang":
                 pass
+            elif f is not None and f["mode"] == "afterhang":
+                try:
+                    rpc(st, method, req)
+                except (VmmError, ValueError):
+                    pass
             else:
                 try:
                     out = rpc(st, method, req)
@@ -241,13 +319,14 @@ class Handler(BaseHTTPRequestHandler):
                     out, code = {"error": str(e)}, 400
                 if f is not None:  # mode "after": acted, but answers the fault
                     out, code = {"error": "injected fault after acting"}, f["status"]
-        if f is not None and f["mode"] == "hang":
+        if f is not None and f["mode"] in ("hang", "afterhang"):
             time.sleep(3600)
             return
         self.reply(code, out)
 
 
 def main():
+    global BACKEND, box_backend
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--watch-stdin", action="store_true")
@@ -255,16 +334,32 @@ def main():
     ap.add_argument("--remove-polls", type=int, default=1)
     ap.add_argument("--base-domain", default="dstack.test")
     ap.add_argument("--env-pubkey", default="00" * 32)
+    ap.add_argument("--boxes", help="back every VM with a real local box under this directory")
+    ap.add_argument("--tdxr", help="the tdx-runner binary (its guest-agent command), with --boxes")
     args = ap.parse_args()
+    if args.boxes:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import box_backend
+        if not args.tdxr:
+            ap.error("--boxes needs --tdxr")
+        BACKEND = box_backend.Backend(args.boxes, args.tdxr, args.base_domain,
+                                      log=lambda m: sys.stderr.write("dstack_vmm_server: %s\n" % m))
     srv = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     srv.daemon_threads = True
     srv.state = State(args)
-    signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
+
+    def quit_(*_):
+        if BACKEND is not None:
+            with srv.state.lock:
+                BACKEND.shutdown()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, quit_)
     if args.watch_stdin:
         def watch():
             while sys.stdin.buffer.read(1):
                 pass
-            os._exit(0)
+            quit_()
         threading.Thread(target=watch, daemon=True).start()
     print("PORT %d" % srv.server_address[1], flush=True)
     srv.serve_forever()

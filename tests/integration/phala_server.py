@@ -4,12 +4,27 @@
 Serves /api/v1 on 127.0.0.1 (a free port, printed as "PORT n" on stdout):
 auth check (X-API-Key must equal --api-key, X-Phala-Version must be present),
 /auth/me, /cvms/provision, /cvms, /cvms/{id}, /cvms/{id}/state, /network,
-/attestation, DELETE /cvms/{id}, /cvms/paginated. CVMs are records only (no
-box behind them). Error bodies use {"detail": string | {error_code, message}}.
+/attestation, DELETE /cvms/{id}, /cvms/paginated. Without --boxes, CVMs are
+records only. Error bodies use {"detail": string | {error_code, message}}.
+
+--boxes DIR --tdxr BIN: every CVM is a real local box (box_backend.py: sshd, stunnel4,
+`tdx-runner guest-agent`), booting after POST /cvms answered (the CVM
+stays "starting" until its box answers) and killed by DELETE. Each app gets
+its own X25519 env key (provision's app_env_encrypt_pubkey); the SSH key comes out of
+encrypted_env (DSTACK_AUTHORIZED_KEYS) - a CVM whose env does not decrypt reports a
+boot_error. The guest agent gets the app id, the compose text whose hash provision
+returned, and the CVM's instance id. DIR/backend.json names the gateway address
+(connect_to), its CA file and the PCCS URL for the tdx-runner config. Box mode
+adds: /_control/set?box_fault=tamper-eventlog|replay-quote|wrong-app-id|none (CVMs
+created after it), /_control/fault?...&after=1 (act, then answer the fault - with
+hang: act, then stall), and /_control/stats lists each CVM's "work" (writes seen in
+its /var/volatile since it booted, entries and bytes it held at delete), "boxes" (live
+box count) and "box_procs" (processes of any box this server started still alive).
 
 Control (no auth, GET, loopback only): /_control/fault?op=OP&status=N
 [&count=N][&retry_after=S][&hang=S][&echo_key=1] queues faults for an op
-(provision create get state network attestation delete list me);
+(provision create get state network attestation delete list me); after=1 acts first;
+/_control/clear drops queued faults;
 /_control/set?starting_polls=N|stuck=1|boot_error=TEXT|app_pubkey=HEX;
 /_control/add?name=N&app_id=A adds a CVM nobody here created;
 /_control/stats returns call counts, CVMs (with encrypted_env) and the
@@ -20,6 +35,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -39,7 +55,10 @@ STATE = {
     "boot_error": "",
     "app_pubkey": "11" * 32,
     "base_domain": "dstack-test.phala.local",
+    "box_fault": None,
 }
+BACKEND = None     # box_backend.Backend in --boxes mode
+box_backend = None  # the module, imported in --boxes mode (needs python3-cryptography)
 API_KEY = ""
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{4,62}$")
 
@@ -58,7 +77,7 @@ def take_fault(op):
 def cvm_public(c):
     return {
         "id": c["id"], "name": c["name"], "app_id": c["app_id"], "status": c["status"],
-        "vm_uuid": c["vm_uuid"], "instance_id": c["vm_uuid"].replace("-", "")[:40],
+        "vm_uuid": c["vm_uuid"], "instance_id": c.get("instance_id") or c["vm_uuid"].replace("-", "")[:40],
         "teepod_id": 1, "vcpu": 1, "memory": 2048, "disk_size": 20,
         "compose_hash": c["compose_hash"],
         "gateway": {"base_domain": STATE["base_domain"], "cname": "test.cname.local"},
@@ -75,6 +94,8 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def send_json(self, code, obj, headers=None):
+        if getattr(self, "mute", False):
+            return None
         body = json.dumps(obj).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -109,8 +130,11 @@ class Handler(BaseHTTPRequestHandler):
                 op = q.get("op", "")
                 f = {"status": int(q.get("status", "500")), "count": int(q.get("count", "1")),
                      "retry_after": q.get("retry_after"), "hang": float(q.get("hang", "0")),
-                     "echo_key": q.get("echo_key") == "1"}
+                     "echo_key": q.get("echo_key") == "1", "after": q.get("after") == "1"}
                 STATE["faults"].setdefault(op, []).append(f)
+                return self.send_json(200, {"ok": True})
+            if path == "/_control/clear":
+                STATE["faults"].clear()
                 return self.send_json(200, {"ok": True})
             if path == "/_control/set":
                 if "starting_polls" in q:
@@ -121,6 +145,8 @@ class Handler(BaseHTTPRequestHandler):
                     STATE["boot_error"] = q["boot_error"]
                 if "app_pubkey" in q:
                     STATE["app_pubkey"] = q["app_pubkey"]
+                if "box_fault" in q:
+                    STATE["box_fault"] = None if q["box_fault"] in ("", "none") else q["box_fault"]
                 return self.send_json(200, {"ok": True})
             if path == "/_control/add":
                 cid = STATE["next_id"]
@@ -137,9 +163,12 @@ class Handler(BaseHTTPRequestHandler):
                     "calls": STATE["calls"], "bad_auth": STATE["bad_auth"],
                     "cvms": {str(k): {"name": v["name"], "app_id": v["app_id"],
                                       "deleted": v["deleted"], "encrypted_env": v["encrypted_env"],
-                                      "env_keys": v["env_keys"]}
+                                      "env_keys": v["env_keys"], "status": v["status"],
+                                      "work": BACKEND.work("p%d" % k) if BACKEND else None}
                              for k, v in STATE["cvms"].items()},
                     "live": sum(1 for v in STATE["cvms"].values() if not v["deleted"]),
+                    "boxes": len(BACKEND.live()) if BACKEND else 0,
+                    "box_procs": len(BACKEND.leftover_pids()) if BACKEND else 0,
                 })
         return self.send_json(404, {"detail": "Not Found"})
 
@@ -164,6 +193,14 @@ class Handler(BaseHTTPRequestHandler):
             if self.headers.get("X-Phala-Version") is None:
                 return self.send_json(400, {"detail": "missing X-Phala-Version"})
             f = take_fault(op)
+        if f is not None and f["after"]:
+            # act (create the CVM, delete it, ...) and lose the answer: the client sees the fault
+            self.mute = True
+            try:
+                with LOCK:
+                    self.serve(op, cid, method, q, body)
+            finally:
+                self.mute = False
         if f is not None:
             if f["hang"] > 0:
                 time.sleep(f["hang"])
@@ -176,6 +213,25 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(f["status"], {"detail": {"error_code": "INJECTED", "message": msg}}, hdr)
         with LOCK:
             return self.serve(op, cid, method, q, body)
+
+    @staticmethod
+    def box_start(c, app):
+        """Boots the CVM's box: the SSH key from the sealed env, the compose whose hash provision
+        returned, this CVM's instance id. A failure is the CVM's boot_error, as on the cloud."""
+        c["instance_id"] = hashlib.sha256(c["vm_uuid"].encode()).hexdigest()[:40]
+        try:
+            env = box_backend.decrypt_env(app["env_priv"], c["encrypted_env"])
+        except Exception as e:
+            c["boot_error"] = "cannot decrypt encrypted_env: %s" % (e or type(e).__name__)
+            c["status"] = "error"
+            return
+        keys = env.get("DSTACK_AUTHORIZED_KEYS", "")
+        try:
+            BACKEND.start("p%d" % c["id"], c["app_id"], c["instance_id"], app["compose_text"], keys,
+                          STATE["box_fault"])
+        except (box_backend.BoxError, OSError) as e:
+            c["boot_error"] = str(e)
+            c["status"] = "error"
 
     @staticmethod
     def classify(method, path):
@@ -222,11 +278,17 @@ class Handler(BaseHTTPRequestHandler):
             compose = {"docker_compose_file": cf["docker_compose_file"],
                        "allowed_envs": cf.get("allowed_envs", []), "gateway_enabled": cf.get("gateway_enabled"),
                        "name": body["name"], "runner": "docker-compose", "manifest_version": 2}
-            ch = hashlib.sha256(json.dumps(compose, sort_keys=True, indent=4)
-                                .replace('": ', '":').encode()).hexdigest()
+            text = json.dumps(compose, sort_keys=True, indent=4).replace('": ', '":')
+            ch = hashlib.sha256(text.encode()).hexdigest()
             app_id = hashlib.sha256((body["name"] + ch).encode()).hexdigest()[:40]
-            STATE["apps"][app_id] = {"name": body["name"], "compose_hash": ch, "request": body}
-            return self.send_json(200, {"app_id": app_id, "app_env_encrypt_pubkey": STATE["app_pubkey"],
+            STATE["apps"][app_id] = {"name": body["name"], "compose_hash": ch, "request": body,
+                                     "compose_text": text}
+            pub = STATE["app_pubkey"]
+            if BACKEND is not None:
+                # each app its own env key; the private half stays here (the "KMS")
+                priv, pub = box_backend.new_env_key()
+                STATE["apps"][app_id]["env_priv"] = priv
+            return self.send_json(200, {"app_id": app_id, "app_env_encrypt_pubkey": pub,
                                         "compose_hash": ch, "fmspc": "B0C06F000000", "device_id": "00" * 32,
                                         "os_image_hash": "00" * 32, "instance_type": body.get("instance_type"),
                                         "node_id": 1, "kms_id": "kms", "kms_info": {}})
@@ -246,6 +308,8 @@ class Handler(BaseHTTPRequestHandler):
                  "polls": 0, "encrypted_env": body["encrypted_env"], "env_keys": body.get("env_keys"),
                  "deleted": False}
             STATE["cvms"][cid] = c
+            if BACKEND is not None:
+                self.box_start(c, app)
             return self.send_json(200, cvm_public(c))
         if op == "list":
             page = int(q.get("page", "1"))
@@ -261,11 +325,18 @@ class Handler(BaseHTTPRequestHandler):
             return None
         if op == "state":
             c["polls"] += 1
-            if not STATE["stuck"] and not STATE["boot_error"] and c["polls"] > STATE["starting_polls"]:
+            booted = True
+            if BACKEND is not None and c["status"] == "starting":
+                bs, berr = BACKEND.status("p%d" % c["id"])
+                booted = bs == "running"
+                if bs == "failed":
+                    c["boot_error"], c["status"] = berr, "error"
+            boot_error = c.get("boot_error") or STATE["boot_error"]
+            if booted and not STATE["stuck"] and not boot_error and c["polls"] > STATE["starting_polls"]:
                 c["status"] = "running"
             return self.send_json(200, {"name": c["name"], "status": c["status"], "uptime": "1m",
                                         "exited_at": None, "boot_progress": "booting",
-                                        "boot_error": STATE["boot_error"] or None, "shutdown_progress": None})
+                                        "boot_error": boot_error or None, "shutdown_progress": None})
         if op == "get":
             return self.send_json(200, cvm_public(c))
         if op == "network":
@@ -277,6 +348,10 @@ class Handler(BaseHTTPRequestHandler):
                                         "app_certificates": [], "tcb_info": {}, "compose_file": ""})
         if op == "delete":
             c["deleted"] = True
+            if BACKEND is not None:
+                c["work"] = BACKEND.delete("p%d" % c["id"])
+            if getattr(self, "mute", False):
+                return None
             self.send_response(204)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -285,13 +360,34 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
-    global API_KEY
+    global API_KEY, BACKEND, box_backend
     ap = argparse.ArgumentParser()
     ap.add_argument("--api-key", required=True)
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--watch-stdin", action="store_true")
+    ap.add_argument("--boxes", help="back every CVM with a real local box under this directory")
+    ap.add_argument("--tdxr", help="the tdx-runner binary (its guest-agent command), with --boxes")
+    ap.add_argument("--base-domain", default=STATE["base_domain"])
+    ap.add_argument("--starting-polls", type=int, default=STATE["starting_polls"])
     a = ap.parse_args()
     API_KEY = a.api_key
+    STATE["base_domain"] = a.base_domain
+    STATE["starting_polls"] = a.starting_polls
+
+    def quit_(*_):
+        if BACKEND is not None:
+            with LOCK:
+                BACKEND.shutdown()
+        os._exit(0)
+
+    if a.boxes:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import box_backend
+        if not a.tdxr:
+            ap.error("--boxes needs --tdxr")
+        BACKEND = box_backend.Backend(a.boxes, a.tdxr, a.base_domain,
+                                      log=lambda m: sys.stderr.write("phala_server: %s\n" % m))
+    signal.signal(signal.SIGTERM, quit_)
     srv = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
     srv.daemon_threads = True
     print("PORT %d" % srv.server_address[1], flush=True)
@@ -299,12 +395,12 @@ def main():
         def watch():
             while os.read(0, 4096):
                 pass
-            os._exit(0)
+            quit_()
         threading.Thread(target=watch, daemon=True).start()
     try:
         srv.serve_forever()
     except KeyboardInterrupt:
-        pass
+        quit_()
     return 0
 
 

@@ -14,7 +14,11 @@
 
 #include "agent/box.h"
 #include "agent/ci/ci.h"
+#include "agent/ci/github.h"
+#include "agent/ci/github_webhook.h"
 #include "agent/config.h"
+#include "agent/httpd.h"
+#include "common/metrics.h"
 #include "common/http.h"
 #include "common/log.h"
 #include "common/secret.h"
@@ -46,10 +50,11 @@ void cli_agent_help(void)
 {
 	printf("usage: tdx-runner agent [--config FILE] [--once] [--stop-timeout SECONDS]\n"
 	       "\n"
-	       "The runner daemon: polls the CI systems of the configuration (gitlab[]) for jobs and\n"
-	       "runs each in its own freshly leased, attested box (executor.kind), streaming its log,\n"
-	       "uploading its artifacts with the attestation bundle (tdx-attestation.json), and\n"
-	       "releasing the box whatever happens. At most `concurrency` jobs at once.\n"
+	       "The runner daemon: polls the CI systems of the configuration (gitlab[], github[]) for\n"
+	       "jobs and runs each in its own freshly leased, attested box (executor.kind): GitLab jobs\n"
+	       "directly (log streamed, artifacts uploaded with tdx-attestation.json), GitHub jobs\n"
+	       "through one ephemeral just-in-time runner per box; the box is released whatever\n"
+	       "happens. At most `concurrency` jobs at once.\n"
 	       "\n"
 	       "  --once                take at most one job, run it, exit (0 when it reached a final\n"
 	       "                        state on the server; 1 when no job came within --wait)\n"
@@ -126,6 +131,64 @@ static int ts_due(const struct timespec *t)
 	return n.tv_sec > t->tv_sec || (n.tv_sec == t->tv_sec && n.tv_nsec >= t->tv_nsec);
 }
 
+/* ------------------------------------------------------- webhooks, metrics */
+
+struct wh_ctx {
+	void *src;
+	const struct config_github *gc;
+};
+
+/* A verified workflow_job delivery (an HTTP server thread): queued jobs with our labels become
+ * demand; the job thread confirms over REST that it is still queued before leasing. */
+static int on_webhook(void *p, struct gh_job_event *ev)
+{
+	struct wh_ctx *w = p;
+	int rc = 0;
+
+	if (ev->action == GH_JOB_QUEUED &&
+	    gh_labels_match(&w->gc->labels, (const char *const *)ev->labels, ev->n_labels)) {
+		rc = gh_demand_push_repo(w->src, ev->repository, (int64_t)ev->job_id, (int64_t)ev->run_id,
+		                         ev->head_sha, ev->name) < 0
+		         ? -1
+		         : 0;
+		metrics_add(METRIC_WEBHOOK_DELIVERIES, 1, rc ? "queue_full" : "queued", NULL);
+	} else {
+		metrics_add(METRIC_WEBHOOK_DELIVERIES, 1, "ignored", NULL);
+	}
+	if (rc == 0)
+		gh_job_event_free(ev); /* 0 = ownership taken */
+	return rc;
+}
+
+static void on_health(void *ctx, struct httpd_health *h)
+{
+	(void)ctx;
+	h->stopping = g_term != 0;
+}
+
+#define LISTENERS_MAX 16
+
+struct listener {
+	const char *addr;
+	struct httpd_route routes[HTTPD_ROUTES_MAX];
+	size_t n;
+	struct httpd *srv;
+};
+
+static struct listener *listener_for(struct listener *ls, size_t *n, const char *addr)
+{
+	size_t i;
+
+	for (i = 0; i < *n; i++)
+		if (strcmp(ls[i].addr, addr) == 0)
+			return &ls[i];
+	if (*n >= LISTENERS_MAX)
+		return NULL;
+	memset(&ls[*n], 0, sizeof(ls[*n]));
+	ls[*n].addr = addr;
+	return &ls[(*n)++];
+}
+
 static void reap_line(void *ctx, const char *line)
 {
 	(void)ctx;
@@ -156,6 +219,11 @@ int cli_agent(int argc, char **argv)
 	int c, once = 0, rc = 0, job_rc = -1;
 	struct timespec started, term_at;
 	int terminating = 0;
+	struct listener ls[LISTENERS_MAX];
+	size_t n_ls = 0, k;
+	struct wh_ctx *whc = NULL;
+	struct gh_webhook **whs = NULL;
+	char(*paths)[48] = NULL;
 
 	optind = 1;
 	opterr = 0;
@@ -192,9 +260,10 @@ int cli_agent(int argc, char **argv)
 		config_free(cfg);
 		return 2;
 	}
-	if (cfg->n_gitlab == 0) {
+	if (cfg->n_gitlab + cfg->n_github == 0) {
 		fprintf(stderr,
-		        "tdx-runner agent: no CI system configured (gitlab[]): see tdx-runner register\n");
+		        "tdx-runner agent: no CI system configured (gitlab[], github[]): see tdx-runner "
+		        "register and docs/github.md\n");
 		config_free(cfg);
 		return 2;
 	}
@@ -209,7 +278,7 @@ int cli_agent(int argc, char **argv)
 		TDXR_WARN("agent", "reap at start-up: %s", e.msg);
 	else if (rr.reaped || rr.failed)
 		TDXR_INFO("agent", "reap at start-up: %zu released, %zu failed", rr.reaped, rr.failed);
-	srcs = calloc(cfg->n_gitlab, sizeof(*srcs));
+	srcs = calloc(cfg->n_gitlab + cfg->n_github, sizeof(*srcs));
 	ws = calloc(cfg->concurrency, sizeof(*ws));
 	if (srcs == NULL || ws == NULL) {
 		fprintf(stderr, "tdx-runner agent: out of memory\n");
@@ -228,6 +297,71 @@ int cli_agent(int argc, char **argv)
 		srcs[n_src].limit = cfg->gitlab[i].limit;
 		clock_gettime(CLOCK_MONOTONIC, &srcs[n_src].next);
 		n_src++;
+	}
+	for (i = 0; i < cfg->n_github; i++) {
+		if (ci_github_new(cfg, i, &srcs[n_src].priv, &e)) {
+			fprintf(stderr, "tdx-runner agent: github[%zu]: %s\n", i, e.msg);
+			rc = 2;
+			goto out;
+		}
+		srcs[n_src].ops = &ci_github;
+		if (ci_github.recover && ci_github.recover(srcs[n_src].priv, &e))
+			TDXR_WARN("agent", "github[%zu]: %s", i, e.msg);
+		clock_gettime(CLOCK_MONOTONIC, &srcs[n_src].next);
+		n_src++;
+	}
+	/* The agent's HTTP servers: one per distinct address among metrics.listen and the
+	 * github[].webhook.listen entries. */
+	whc = calloc(cfg->n_github + 1, sizeof(*whc));
+	whs = calloc(cfg->n_github + 1, sizeof(*whs));
+	paths = calloc(cfg->n_github + 1, sizeof(*paths));
+	if (whc == NULL || whs == NULL || paths == NULL) {
+		fprintf(stderr, "tdx-runner agent: out of memory\n");
+		rc = 2;
+		goto out;
+	}
+	if (cfg->metrics_listen) {
+		struct listener *l = listener_for(ls, &n_ls, cfg->metrics_listen);
+
+		httpd_route_metrics(&l->routes[l->n++], NULL);
+		httpd_route_healthz(&l->routes[l->n++], NULL, on_health, NULL);
+	}
+	for (i = 0; i < cfg->n_github; i++) {
+		struct gh_webhook_opts wo;
+		struct listener *l;
+
+		if (cfg->github[i].webhook_listen == NULL)
+			continue;
+		l = listener_for(ls, &n_ls, cfg->github[i].webhook_listen);
+		if (l == NULL || l->n >= HTTPD_ROUTES_MAX) {
+			fprintf(stderr, "tdx-runner agent: too many webhook listeners\n");
+			rc = 2;
+			goto out;
+		}
+		whc[i].src = srcs[cfg->n_gitlab + i].priv;
+		whc[i].gc = &cfg->github[i];
+		memset(&wo, 0, sizeof(wo));
+		/* Several entries on one address: /github/webhook, /github/webhook/1, ... */
+		snprintf(paths[i], sizeof(paths[i]), "%s", GH_WEBHOOK_PATH_DEFAULT);
+		for (k = 0; k < l->n; k++)
+			if (strcmp(l->routes[k].path, paths[i]) == 0)
+				snprintf(paths[i], sizeof(paths[i]), "%s/%zu", GH_WEBHOOK_PATH_DEFAULT, i);
+		wo.path = paths[i];
+		if (gh_webhook_new(cfg->github[i].webhook_secret, on_webhook, &whc[i], &wo, &whs[i], &e)) {
+			fprintf(stderr, "tdx-runner agent: github[%zu].webhook: %s\n", i, e.msg);
+			rc = 2;
+			goto out;
+		}
+		gh_webhook_route(whs[i], &l->routes[l->n++]);
+	}
+	for (k = 0; k < n_ls; k++) {
+		if (httpd_start(ls[k].addr, ls[k].routes, ls[k].n, NULL, &ls[k].srv, &e)) {
+			fprintf(stderr, "tdx-runner agent: %s\n", e.msg);
+			rc = 2;
+			goto out;
+		}
+		TDXR_INFO("agent", "serving %zu route(s) on %s (port %u)", ls[k].n, ls[k].addr,
+		          (unsigned)httpd_port(ls[k].srv));
 	}
 	gethostname(host, sizeof(host) - 1);
 	snprintf(runner_name, sizeof(runner_name), "tdx-runner on %s (%s executor)", host,
@@ -249,6 +383,8 @@ int cli_agent(int argc, char **argv)
 				pthread_join(ws[i].th, NULL);
 				if (once)
 					job_rc = ws[i].rc;
+				metrics_add(METRIC_JOBS_TOTAL, 1, ws[i].ops->name,
+				            ws[i].rc == 0 ? "reported" : "error");
 				ws[i].ops->job_free(ws[i].job);
 				srcs[ws[i].src_index].running--;
 				ws[i].used = 0;
@@ -288,7 +424,7 @@ int cli_agent(int argc, char **argv)
 			struct source *s = &srcs[i];
 			struct ci_job *job = NULL;
 			long next_ms = 3000;
-			size_t k;
+			size_t w;
 			int prc;
 
 			if (s->disabled || running >= cfg->concurrency ||
@@ -306,31 +442,40 @@ int cli_agent(int argc, char **argv)
 			ts_add_ms(&s->next, next_ms);
 			if (job == NULL)
 				continue;
-			for (k = 0; k < cfg->concurrency && ws[k].used; k++)
+			for (w = 0; w < cfg->concurrency && ws[w].used; w++)
 				;
-			ws[k].used = 1;
-			ws[k].ops = s->ops;
-			ws[k].src = s->priv;
-			ws[k].src_index = i;
-			ws[k].job = job;
-			ws[k].env = &env;
-			atomic_init(&ws[k].done, 0);
-			if (pthread_create(&ws[k].th, NULL, worker_main, &ws[k]) != 0) {
+			ws[w].used = 1;
+			ws[w].ops = s->ops;
+			ws[w].src = s->priv;
+			ws[w].src_index = i;
+			ws[w].job = job;
+			ws[w].env = &env;
+			atomic_init(&ws[w].done, 0);
+			if (pthread_create(&ws[w].th, NULL, worker_main, &ws[w]) != 0) {
 				TDXR_ERR("agent", "cannot start a worker thread");
 				s->ops->job_free(job);
-				ws[k].used = 0;
+				ws[w].used = 0;
 				continue;
 			}
 			s->running++;
 			running++;
 			taken++;
 		}
+		metrics_set(METRIC_JOBS_RUNNING, (double)running, NULL, NULL);
 		usleep(100 * 1000);
 	}
 	if (once && taken > 0)
 		rc = job_rc == 0 ? 0 : 1;
 	TDXR_INFO("agent", "stopped");
 out:
+	/* Servers first (no handler runs after this), then the receivers, then the sources. */
+	for (k = 0; k < n_ls; k++)
+		httpd_stop(ls[k].srv);
+	for (i = 0; whs && i < cfg->n_github; i++)
+		gh_webhook_free(whs[i]);
+	free(whs);
+	free(whc);
+	free(paths);
 	for (i = 0; i < n_src; i++)
 		srcs[i].ops->free(srcs[i].priv);
 	free(srcs);

@@ -1,13 +1,15 @@
 /*
- * cli_run.c - `tdx-runner run [--executor E] [--keep] [--lease L] [--artifacts PATH]... -- CMD...`:
- * from a git checkout, lease a box, refuse it unless it attests, sync the
- * working tree, run CMD with live output, copy artifacts back, write the
- * attestation bundle, release. SIGINT/SIGTERM cancel and still release.
+ * cli_run.c - `tdx-runner run [--executor E] [--keep] [--lease L] [--artifacts PATH]...
+ * [--subject PATH]... -- CMD...`: from a git checkout, lease a box, refuse it unless it
+ * attests, sync the working tree, run CMD with live output, with --subject bind the
+ * outputs' digests into an end quote (agent/provenance.h), copy artifacts back, write
+ * the attestation bundle, release. SIGINT/SIGTERM cancel and still release.
  */
 #include "agent/cli.h"
 
 #include "agent/config.h"
 #include "agent/job.h"
+#include "agent/provenance.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -29,6 +31,46 @@ static void on_signal(int sig)
 	atomic_store(&g_exec_cancel, 1);
 }
 
+/* For the statement: HEAD's commit id and the origin remote's URL with any userinfo
+ * (which may hold a token) cut out of it. Either stays empty when absent. */
+static void repo_identity(git_repository *repo, char **url, char commit[GIT_OID_HEXSZ + 1])
+{
+	git_config *snap = NULL;
+	git_oid oid;
+	const char *u = NULL, *auth, *at, *slash;
+
+	*url = NULL;
+	if (git_reference_name_to_id(&oid, repo, "HEAD") == 0)
+		git_oid_tostr(commit, GIT_OID_HEXSZ + 1, &oid);
+	/* The config value, not git_remote_lookup (whose insteadOf matching leaks in libpcre2). */
+	if (git_repository_config_snapshot(&snap, repo) != 0)
+		return;
+	if (git_config_get_string(&u, snap, "remote.origin.url") != 0)
+		u = NULL;
+	if (u && (auth = strstr(u, "://")) != NULL) {
+		auth += 3;
+		slash = strchr(auth, '/');
+		at = NULL;
+		for (const char *p = auth; *p && (slash == NULL || p < slash); p++)
+			if (*p == '@')
+				at = p;
+		if (at) {
+			size_t head = (size_t)(auth - u);
+
+			*url = malloc(strlen(u) + 1);
+			if (*url) {
+				memcpy(*url, u, head);
+				memcpy(*url + head, at + 1, strlen(at + 1) + 1);
+			}
+		} else {
+			*url = strdup(u);
+		}
+	} else if (u) {
+		*url = strdup(u); /* scp-like user@host:path: the user is not a secret */
+	}
+	git_config_free(snap);
+}
+
 void cli_run_help(void)
 {
 	printf("usage: tdx-runner run [options] -- CMD [ARGS...]\n"
@@ -43,6 +85,9 @@ void cli_run_help(void)
 	       "  --artifacts PATH        copy PATH (relative to the work dir) back; repeatable\n"
 	       "  --artifacts-dir DIR     where artifacts land (default .)\n"
 	       "  --bundle FILE           attestation bundle (default tdx-attestation.json)\n"
+	       "  --subject PATH          after CMD, hash PATH (relative to the work dir) in the box and\n"
+	       "                          bind it into a second quote: `tdx-runner verify BUNDLE\n"
+	       "                          --subject FILE` then checks a file against it; repeatable\n"
 	       "  --keep                  keep the box after the run for `run --lease`; `tdx-runner stop\n"
 	       "                          LEASE` releases it (and reap, once --keep-ttl is over)\n"
 	       "  --keep-ttl SECONDS      how long a kept box may stay (default 3600; 0 = until stop)\n"
@@ -68,16 +113,17 @@ int cli_run(int argc, char **argv)
 		{ "keep", no_argument, NULL, 'k' },
 		{ "keep-ttl", required_argument, NULL, 't' },
 		{ "lease", required_argument, NULL, 'l' },
+		{ "subject", required_argument, NULL, 's' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *executor = NULL, *config = NULL, *artifacts[64], *chdir_to = NULL;
+	const char *executor = NULL, *config = NULL, *artifacts[64], *chdir_to = NULL, *subjects[64];
 	struct job_run_opts o;
 	struct config *cfg = NULL;
 	struct tdxr_err e;
 	git_repository *repo = NULL;
 	enum config_executor_kind kind;
-	size_t n_art = 0;
-	char *repo_dir = NULL;
+	size_t n_art = 0, n_subj = 0;
+	char *repo_dir = NULL, *repository = NULL, commit[GIT_OID_HEXSZ + 1] = "";
 	int c, rc;
 	int64_t ttl = 3600;
 
@@ -109,6 +155,13 @@ int cli_run(int argc, char **argv)
 			}
 			artifacts[n_art++] = optarg;
 			break;
+		case 's':
+			if (n_subj >= sizeof(subjects) / sizeof(subjects[0])) {
+				fprintf(stderr, "tdx-runner run: at most 64 --subject paths\n");
+				return 2;
+			}
+			subjects[n_subj++] = optarg;
+			break;
 		default:
 			fprintf(stderr, "tdx-runner run: unknown or incomplete option '%s' (see --help)\n",
 			        argv[optind - 1]);
@@ -120,6 +173,10 @@ int cli_run(int argc, char **argv)
 	if (optind >= argc) {
 		fprintf(stderr,
 		        "tdx-runner run: no command (usage: tdx-runner run [options] -- CMD [ARGS...])\n");
+		return 2;
+	}
+	if (n_subj && prov_subjects_check(subjects, n_subj, &e)) {
+		fprintf(stderr, "tdx-runner run: --subject: %s\n", e.msg);
 		return 2;
 	}
 	if (chdir_to && chdir(chdir_to) != 0) {
@@ -149,6 +206,8 @@ int cli_run(int argc, char **argv)
 		return 2;
 	}
 	repo_dir = strdup(git_repository_workdir(repo));
+	if (n_subj)
+		repo_identity(repo, &repository, commit);
 	git_repository_free(repo);
 	if (repo_dir && strlen(repo_dir) > 1 && repo_dir[strlen(repo_dir) - 1] == '/')
 		repo_dir[strlen(repo_dir) - 1] = '\0';
@@ -162,6 +221,10 @@ int cli_run(int argc, char **argv)
 	o.argc = (size_t)(argc - optind);
 	o.artifacts = artifacts;
 	o.n_artifacts = n_art;
+	o.subjects = subjects;
+	o.n_subjects = n_subj;
+	o.repository = repository;
+	o.commit = commit[0] ? commit : NULL;
 	o.progress = 1;
 	o.keep_ttl_s = (long)ttl;
 	o.cancel = &g_cancel;
@@ -171,6 +234,7 @@ int cli_run(int argc, char **argv)
 		if (e.msg[0])
 			fprintf(stderr, "tdx-runner run: %s\n", e.msg);
 	free(repo_dir);
+	free(repository);
 	config_free(cfg);
 	git_libgit2_shutdown();
 	return rc;

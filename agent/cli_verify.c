@@ -1,9 +1,11 @@
 /*
  * cli_verify.c - `tdx-runner verify`: offline verification of a TDX (or SGX)
  * quote against collateral, with an optional dstack event log / guest-agent
- * response, or re-verification of an attestation bundle. Every input file is
- * untrusted and read with a size cap. Exit: 0 verdict passes the policy,
- * 1 it does not, 2 usage or I/O error.
+ * response, or re-verification of an attestation bundle - with its end part
+ * (provenance), also that each --subject file's SHA-256 is a subject of the
+ * statement the end quote binds. Every input file is untrusted and read with a
+ * size cap (subject files are hashed as a stream). Exit: 0 verdict passes the
+ * policy, 1 it does not, 2 usage or I/O error.
  */
 #include "agent/cli.h"
 
@@ -12,6 +14,8 @@
 #include "common/util.h"
 
 #include <getopt.h>
+#include <jansson.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <stdio.h>
@@ -27,7 +31,10 @@ void cli_verify_help(void)
 	       "Verifies Intel TDX attestation offline: the quote's signature chain to Intel's\n"
 	       "root, the collateral (TCB info, QE identity, CRLs), the TCB status, the TD\n"
 	       "attributes and, with an event log, the RTMR replay and the dstack identity.\n"
-	       "With a BUNDLE, re-verifies a published attestation bundle at its recorded time.\n"
+	       "With a BUNDLE, re-verifies a published attestation bundle at its recorded time;\n"
+	       "when it has an end part (`tdx-runner run --subject`), also that the end quote\n"
+	       "comes from the same CVM and binds the job statement, whose subjects --subject\n"
+	       "files must be.\n"
 	       "\n"
 	       "inputs:\n"
 	       "  --quote FILE            quote, binary or hex text (optional 0x, whitespace)\n"
@@ -51,21 +58,27 @@ void cli_verify_help(void)
 	       "  --expect-compose-hash HEX  require this compose hash\n"
 	       "  --expect-report-data HEX   require this 64-byte REPORTDATA\n"
 	       "  --mrtd HEX              allow this MRTD (repeatable; default any)\n"
+	       "  --subject FILE          with a BUNDLE: FILE's SHA-256 must be a subject of the\n"
+	       "                          statement its end quote binds (repeatable)\n"
 	       "output:\n"
 	       "  --json                  print the verdict as one JSON object\n"
 	       "  --bundle-out FILE       also write an attestation bundle of this verification\n"
+	       "  --statement-out FILE    with a BUNDLE whose verdict passes: write the statement its end\n"
+	       "                          quote binds (its exact bytes) to FILE\n"
 	       "\n"
 	       "Exit status: 0 the verdict passes the policy, 1 it does not, 2 usage or I/O error.\n");
 }
 
 struct opts {
 	const char *quote, *collateral, *eventlog, *app_compose, *app_cert, *root, *bundle_out;
-	const char *bundle;
+	const char *bundle, *statement_out;
 	int json;
 	int64_t now;
 	struct attest_policy pol;
 	const char *mrtd[17];
 	size_t n_mrtd;
+	const char *subjects[64];
+	size_t n_subjects;
 	uint8_t report_data[64];
 };
 
@@ -121,7 +134,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		O_RD,
 		O_MRTD,
 		O_JSON,
-		O_BOUT
+		O_BOUT,
+		O_SUBJECT,
+		O_SOUT
 	};
 	static const struct option lo[] = {
 		{ "quote", required_argument, NULL, O_QUOTE },
@@ -142,6 +157,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "mrtd", required_argument, NULL, O_MRTD },
 		{ "json", no_argument, NULL, O_JSON },
 		{ "bundle-out", required_argument, NULL, O_BOUT },
+		{ "subject", required_argument, NULL, O_SUBJECT },
+		{ "statement-out", required_argument, NULL, O_SOUT },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct tdxr_err e;
@@ -196,6 +213,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			break;
 		case O_JSON: o->json = 1; break;
 		case O_BOUT: o->bundle_out = optarg; break;
+		case O_SOUT: o->statement_out = optarg; break;
+		case O_SUBJECT:
+			if (o->n_subjects >= sizeof(o->subjects) / sizeof(o->subjects[0])) {
+				fprintf(stderr, "tdx-runner verify: at most 64 --subject files\n");
+				return 2;
+			}
+			o->subjects[o->n_subjects++] = optarg;
+			break;
 		default:
 			fprintf(stderr, "tdx-runner verify: unknown or incomplete option '%s' (see --help)\n",
 			        argv[optind - 1]);
@@ -211,6 +236,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	if (o->bundle && (o->quote || o->collateral || o->eventlog || o->app_compose || o->app_cert)) {
 		fprintf(stderr, "tdx-runner verify: a BUNDLE carries its own quote and collateral; "
 		                "do not combine it with --quote/--collateral/--event-log\n");
+		return 2;
+	}
+	if (!o->bundle && (o->n_subjects || o->statement_out)) {
+		fprintf(stderr, "tdx-runner verify: --subject and --statement-out need a BUNDLE (its end "
+		                "part holds the statement)\n");
 		return 2;
 	}
 	if (!o->bundle && (!o->collateral || (!o->quote && !o->eventlog))) {
@@ -289,26 +319,158 @@ static int load_root(const char *path, uint8_t **der, size_t *len)
 	return *der ? 0 : 2;
 }
 
+/* SHA-256 of a file, read as a stream (a subject may be large). */
+static int hash_file(const char *path, uint8_t out[32])
+{
+	unsigned char buf[65536];
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	FILE *f = fopen(path, "rbe");
+	unsigned int n = 0;
+	size_t r;
+	int ok = md && f && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+
+	while (ok && (r = fread(buf, 1, sizeof(buf), f)) > 0)
+		ok = EVP_DigestUpdate(md, buf, r) == 1;
+	ok = ok && !ferror(f) && EVP_DigestFinal_ex(md, out, &n) == 1 && n == 32;
+	if (f)
+		fclose(f);
+	EVP_MD_CTX_free(md);
+	if (!ok) {
+		fprintf(stderr, "tdx-runner verify: --subject %s: cannot read the file\n", path);
+		return 2;
+	}
+	return 0;
+}
+
+static json_t *hexj(const uint8_t *p, size_t n)
+{
+	char *h = tdxr_hex_strdup(p, n);
+	json_t *j = h ? json_string(h) : json_null();
+
+	free(h);
+	return j;
+}
+
+/* The statement the end quote binds, as JSON: digests and subjects (only when it parsed). */
+static json_t *statement_json(const struct attest_bundle_end *end)
+{
+	json_t *o = json_object(), *subs = json_array();
+	size_t i;
+
+	json_object_set_new(o, "sha256", hexj(end->statement_sha256, 32));
+	json_object_set_new(o, "report_data", hexj(end->report_data, 64));
+	json_object_set_new(o, "predicate_type", json_string(ATTEST_STATEMENT_PREDICATE_TYPE));
+	for (i = 0; end->statement && i < end->statement->n_subjects; i++) {
+		json_t *s = json_object();
+
+		json_object_set_new(s, "name", json_string(end->statement->subjects[i].name));
+		json_object_set_new(s, "sha256", hexj(end->statement->subjects[i].sha256, 32));
+		json_array_append_new(subs, s);
+	}
+	json_object_set_new(o, "subjects", subs);
+	return o;
+}
+
+/* --json for a bundle: the verdict object plus, with an end part, "statement" and "end". */
+static int print_bundle_json(const struct attest_verdict *v, const struct attest_bundle_end *end)
+{
+	struct tdxr_err e;
+	json_t *o, *ej;
+	char *text = NULL;
+
+	if (attest_verdict_to_json(v, &text, &e)) {
+		fprintf(stderr, "tdx-runner verify: %s\n", e.msg);
+		return 2;
+	}
+	o = json_loads(text, 0, NULL);
+	free(text);
+	text = NULL;
+	if (o == NULL)
+		return 2;
+	if (end && end->statement_raw)
+		json_object_set_new(o, "statement", statement_json(end));
+	if (end && end->verdict && attest_verdict_to_json(end->verdict, &text, &e) == 0) {
+		ej = json_loads(text, 0, NULL);
+		if (ej)
+			json_object_set_new(o, "end", ej);
+		free(text);
+	}
+	text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	if (text == NULL)
+		return 2;
+	printf("%s\n", text);
+	free(text);
+	return 0;
+}
+
 static int verify_bundle(struct opts *o)
 {
+	struct attest_bundle_verify_opts bo;
+	struct attest_bundle_end *end = NULL;
 	struct attest_verdict *v = NULL;
+	uint8_t(*digests)[32] = NULL;
 	struct tdxr_err e;
 	uint8_t *text = NULL;
-	size_t len = 0;
+	size_t len = 0, i;
+	char hx[65];
 	int rc;
 
 	tdxr_err_clear(&e);
-	if ((rc = read_file(o->bundle, TDXR_CAP_BUNDLE, &text, &len)))
+	memset(&bo, 0, sizeof(bo));
+	if (o->n_subjects) {
+		digests = calloc(o->n_subjects, sizeof(*digests));
+		if (digests == NULL)
+			return 2;
+		for (i = 0; i < o->n_subjects; i++)
+			if ((rc = hash_file(o->subjects[i], digests[i]))) {
+				free(digests);
+				return rc;
+			}
+	}
+	if ((rc = read_file(o->bundle, TDXR_CAP_BUNDLE, &text, &len))) {
+		free(digests);
 		return rc;
-	if (attest_bundle_verify(text, len, &o->pol, o->now > 0 ? o->now : 0, &v, &e)) {
+	}
+	bo.policy = &o->pol;
+	bo.now_override = o->now > 0 ? o->now : 0;
+	bo.subjects = (const uint8_t(*)[32])digests;
+	bo.subject_names = o->subjects;
+	bo.n_subjects = o->n_subjects;
+	if (attest_bundle_verify_ex(text, len, &bo, &v, &end, &e)) {
 		fprintf(stderr, "tdx-runner verify: %s\n", e.msg);
 		free(text);
+		free(digests);
 		return 2;
 	}
 	free(text);
-	rc = print_verdict(v, o->json);
+	free(digests);
+	if (o->json) {
+		rc = print_bundle_json(v, end);
+	} else {
+		rc = print_verdict(v, 0);
+		if (end && end->statement && v->ok) {
+			tdxr_hex_encode(end->statement_sha256, 32, hx);
+			printf("statement sha256 %s, bound by the end quote; subjects:\n", hx);
+			for (i = 0; i < end->statement->n_subjects; i++) {
+				tdxr_hex_encode(end->statement->subjects[i].sha256, 32, hx);
+				printf("  %s  %s\n", hx, end->statement->subjects[i].name);
+			}
+		}
+	}
 	if (!rc)
 		rc = v->ok ? 0 : 1;
+	if (!rc && o->statement_out) {
+		if (end == NULL || end->statement_raw == NULL) {
+			fprintf(stderr, "tdx-runner verify: --statement-out: the bundle has no end part\n");
+			rc = 1;
+		} else if (tdxr_file_write_atomic(o->statement_out, end->statement_raw, end->statement_len,
+		                                  0644, &e)) {
+			fprintf(stderr, "tdx-runner verify: --statement-out: %s\n", e.msg);
+			rc = 2;
+		}
+	}
+	attest_bundle_end_free(end);
 	attest_verdict_free(v);
 	return rc;
 }

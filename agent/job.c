@@ -1,13 +1,16 @@
 /*
  * job.c - `tdx-runner run`'s pipeline on one box (see job.h): acquire (lease,
  * ready, connect, gate) or adopt a kept box, sync the working tree, run the
- * command with live output, copy artifacts back, write the bundle, release or
- * keep. The ordering and the no-bytes-before-the-gate rule live in box.c.
+ * command with live output, (with --subject) attest the end of the job - the
+ * subjects' digests in a statement bound by a second quote, the bundle
+ * extended with it - copy artifacts back, write the bundle, release or keep.
+ * The ordering and the no-bytes-before-the-gate rule live in box.c.
  */
 #include "agent/job.h"
 
 #include "agent/box.h"
 #include "agent/config.h"
+#include "agent/provenance.h"
 #include "attest/attest.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -16,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static int forward(void *ctx, enum remote_out which, const uint8_t *p, size_t n)
 {
@@ -90,6 +94,32 @@ static int step_run(const struct job_run_opts *o, struct box *b, int *status, st
 	return 0;
 }
 
+/* The end quote over the statement naming the subjects; *ext (the extended bundle) is
+ * written instead of the start one. Returns 0 or the exit code this failure maps to. */
+static int step_provenance(const struct job_run_opts *o, struct box *b, int status, char **ext,
+                           struct tdxr_err *err)
+{
+	struct prov_info pi;
+	char host[256] = "";
+	int rc;
+
+	gethostname(host, sizeof(host) - 1);
+	memset(&pi, 0, sizeof(pi));
+	pi.repository = o->repository;
+	pi.commit = o->commit;
+	pi.ci_system = "cli";
+	pi.runner_name = host[0] ? host : NULL;
+	pi.has_exit_code = 1;
+	pi.exit_code = status;
+	rc = prov_attest_end(b, o->subjects, o->n_subjects, &pi, ext, err);
+	if (rc)
+		return rc == TDXR_EATTEST ? JOB_EXIT_ATTEST : JOB_EXIT_INFRA;
+	if (o->progress)
+		fprintf(stderr, "tdx-runner: end attested: %zu subject(s) bound by a second quote\n",
+		        o->n_subjects);
+	return 0;
+}
+
 static int canceled(const struct job_run_opts *o)
 {
 	return o->cancel && *o->cancel;
@@ -101,6 +131,7 @@ int job_run(const struct job_run_opts *o, struct tdxr_err *err)
 	struct box *b = NULL;
 	struct tdxr_err rel;
 	int rc, code = JOB_EXIT_INFRA, status = 0, keep = o->keep || o->lease_id;
+	char *ext = NULL; /* the bundle extended with the end part (--subject) */
 
 	tdxr_err_clear(&rel);
 	memset(&bo, 0, sizeof(bo));
@@ -125,6 +156,20 @@ int job_run(const struct job_run_opts *o, struct tdxr_err *err)
 		if (!rc)
 			code = status;
 	}
+	if (!rc && o->n_subjects && !canceled(o)) {
+		struct tdxr_err pe;
+		int pcode;
+
+		tdxr_err_clear(&pe);
+		pcode = step_provenance(o, b, status, &ext, &pe);
+		/* A failed command keeps its own exit status; a provenance failure is reported. */
+		if (pcode && code == 0) {
+			code = pcode;
+			*err = pe;
+		} else if (pcode) {
+			fprintf(stderr, "tdx-runner: %s\n", pe.msg);
+		}
+	}
 	if (!rc && (rc = box_pull(b, o->artifacts, o->n_artifacts, o->artifacts_dir ? o->artifacts_dir : ".",
 	                          err)) != 0)
 		code = JOB_EXIT_INFRA;
@@ -135,11 +180,18 @@ int job_run(const struct job_run_opts *o, struct tdxr_err *err)
 	/* Write the bundle whatever the verdict (a refused box is worth a record too), after the
 	 * sync so it never travels into the box as part of the tree. */
 	if (b && box_bundle(b) && o->bundle_path) {
+		const char *bundle = ext ? ext : box_bundle(b);
 		struct tdxr_err be;
 
-		if (tdxr_file_write_atomic(o->bundle_path, box_bundle(b), strlen(box_bundle(b)), 0644, &be))
+		if (tdxr_file_write_atomic(o->bundle_path, bundle, strlen(bundle), 0644, &be)) {
 			TDXR_WARN("job", "cannot write the attestation bundle: %s", be.msg);
+			if (ext && code == 0) { /* the provenance asked for is lost */
+				code = JOB_EXIT_INFRA;
+				*err = be;
+			}
+		}
 	}
+	free(ext);
 	if (b == NULL)
 		return code;
 	/* A box that did not attest is never kept for reuse; with --keep it is left for inspection

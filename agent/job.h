@@ -38,6 +38,12 @@ struct job_run_opts {
 	int progress;                  /* print phase lines with durations to stderr */
 	volatile sig_atomic_t *cancel; /* set by SIGINT/SIGTERM: stop between steps, stop rsync */
 	atomic_int *exec_cancel;       /* the same, for the remote command (kills its process group) */
+	/* Provenance (agent/provenance.h): after the command, hash these paths (relative to the
+	 * work dir) in the box and extend the bundle with an end quote binding the statement. */
+	const char *const *subjects;
+	size_t n_subjects;
+	const char *repository; /* for the statement: origin URL without credentials, or NULL */
+	const char *commit;     /* HEAD commit id, or NULL */
 };
 
 /* Runs one job; returns the exit code `tdx-runner run` exits with (the remote

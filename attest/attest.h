@@ -277,6 +277,82 @@ void attest_verdict_free(struct attest_verdict *v);
  * mrtd, rtmr0..3, report_data, tee_tcb_svn, fmspc, ... (malloc'd text). */
 int attest_verdict_to_json(const struct attest_verdict *v, char **out, struct tdxr_err *err);
 
+/* ================================================================= statement */
+
+/*
+ * The job statement: an in-toto Statement v1 naming the job's outputs
+ * (subjects) with a tdx-runner predicate, bound into a second ("end") quote by
+ *   REPORTDATA = SHA-512("tdx-runner/statement/v1" || 0x00 || statement bytes).
+ * The statement is canonical JSON (keys sorted bytewise, no whitespace, every
+ * non-ASCII character and control character \u-escaped): attest_statement_build
+ * is the one serialiser and attest_statement_parse accepts only the exact bytes
+ * it would produce, so one statement has one byte string and one digest.
+ * docs/attestation.md ("Provenance: the end quote") gives the schema.
+ */
+#define ATTEST_STATEMENT_TYPE "https://in-toto.io/Statement/v1"
+#define ATTEST_STATEMENT_PREDICATE_TYPE "https://tdx-runner.dev/attestation/job/v1"
+#define ATTEST_STATEMENT_DOMAIN "tdx-runner/statement/v1" /* hashed with its NUL */
+#define ATTEST_STATEMENT_MAX (1u << 20)                   /* bytes of a statement */
+#define ATTEST_STATEMENT_MAX_SUBJECTS 256
+#define ATTEST_STATEMENT_MAX_STRING 1024 /* bytes of a subject name or any predicate string */
+
+struct attest_subject {
+	const char *name; /* a relative path: not empty, not absolute, no ".." component */
+	uint8_t sha256[32];
+};
+
+/* What the predicate repeats of the start quote, so an end quote is chained to one start
+ * quote of one box. Strings are lower-case hex ("" when the start had no such value). */
+struct attest_statement_start {
+	char quote_sha256[65]; /* SHA-256 of the start quote bytes in the bundle */
+	char nonce[129];       /* the gate nonce recorded in the bundle's meta; "" = none */
+	char app_id[129];      /* the start verdict's dstack identity */
+	char compose_hash[129];
+	char instance_id[129];
+	char tcb_status[48]; /* as the agent saw it at the start; "" = none. Informational */
+	int simulated;
+};
+
+/* A statement. To build one, fill it with borrowed pointers (NULL = JSON null where
+ * allowed). One that attest_statement_parse returns owns every string and the subject
+ * array: free it with attest_statement_free (never free a built one that way). */
+struct attest_statement {
+	const struct attest_subject *subjects;
+	size_t n_subjects;
+	const char *repository; /* e.g. "owner/repo" or a clone URL without credentials; or NULL */
+	const char *commit;     /* hex commit id or NULL */
+	const char *ci_system;  /* "github", "gitlab", "cli"; required */
+	const char *ci_job_id;  /* or NULL */
+	const char *ci_run_id;  /* or NULL */
+	const char *ci_workflow;
+	const char *ci_runner_name;
+	const char *lease_id; /* required */
+	const char *executor; /* required */
+	int64_t started_at;   /* UNIX seconds, written as RFC 3339 UTC */
+	int64_t ended_at;
+	int has_exit_code; /* 0 = "exit_code": null */
+	int exit_code;
+	struct attest_statement_start start;
+};
+
+/* A subject name: not empty, at most ATTEST_STATEMENT_MAX_STRING bytes, relative (no
+ * leading '/'), no ".." component, no control character. EINVAL saying which rule. */
+int attest_subject_name_check(const char *name, struct tdxr_err *err);
+/* The canonical bytes (*out malloc'd, NUL-terminated; *len excludes the NUL). */
+int attest_statement_build(const struct attest_statement *s, char **out, size_t *len, struct tdxr_err *err);
+/* Bounded, strict: the exact canonical bytes of a well-formed statement, else EINVAL
+ * naming the field. */
+int attest_statement_parse(const uint8_t *p, size_t len, struct attest_statement **out, struct tdxr_err *err);
+void attest_statement_free(struct attest_statement *s);
+/* SHA-512(ATTEST_STATEMENT_DOMAIN || 0x00 || p[len]): the end quote's REPORTDATA. */
+void attest_statement_report_data(const uint8_t *p, size_t len, uint8_t out[64]);
+/* 1 when sha256 is the digest of one of the statement's subjects. */
+int attest_statement_has_subject(const struct attest_statement *s, const uint8_t sha256[32]);
+/* Fills the start summary from a bundle's start part (quote bytes, meta.nonce) and the
+ * start verdict (identity, status, simulated) as verified. */
+int attest_statement_start_get(const uint8_t *bundle, size_t len, const struct attest_verdict *start,
+                               struct attest_statement_start *out, struct tdxr_err *err);
+
 /* ================================================================== verifier */
 
 /*
@@ -345,5 +421,60 @@ int attest_bundle_write(const struct attest_input *in, const struct attest_polic
  * policy NULL = the policy recorded in the bundle. */
 int attest_bundle_verify(const uint8_t *json, size_t len, const struct attest_policy *policy,
                          int64_t now_override, struct attest_verdict **out, struct tdxr_err *err);
+
+/*
+ * The optional `end` part of a bundle (provenance, docs/attestation.md): the
+ * statement's exact bytes, a second quote from the same CVM whose REPORTDATA is
+ * attest_statement_report_data(statement), its event log and its verdict. When
+ * a bundle has one, re-verification adds the steps end_quote, statement_binding,
+ * same_cvm, statement, statement_predicate and subject to the verdict
+ * (a failure names the step, "<step>: <detail>"); a bundle without one
+ * verifies exactly as before.
+ */
+struct attest_bundle_end_input {
+	const uint8_t *statement; /* exact bytes */
+	size_t statement_len;
+	const uint8_t *quote; /* the end quote, binary */
+	size_t quote_len;
+	const struct attest_eventlog *eventlog; /* the end quote's event log (required) */
+	int64_t now;                            /* when the end quote is verified */
+};
+/* Adds the end part to a bundle (which must not have one yet) and re-verifies the whole
+ * bundle under policy (relaxations from the caller, as for attest_bundle_verify); the end
+ * quote's verdict is recorded in it. *out: the extended bundle (malloc'd), also when the
+ * verdict fails; *verdict (may be NULL): the combined verdict - look at ->ok. */
+int attest_bundle_end_add(const uint8_t *bundle, size_t len, const struct attest_bundle_end_input *in,
+                          const struct attest_policy *policy, char **out, struct attest_verdict **verdict,
+                          struct tdxr_err *err);
+/* The relaxations recorded in a bundle's policy (accept_tcb, allow_debug, allow_service_td,
+ * allow_reserved, allow_simulated) copied into *pol (other fields untouched). Only for the
+ * writer of a bundle checking its own work; never trust them in someone else's bundle. */
+int attest_bundle_policy_relaxations(const uint8_t *bundle, size_t len, struct attest_policy *pol,
+                                     struct tdxr_err *err);
+
+struct attest_bundle_verify_opts {
+	const struct attest_policy *policy; /* NULL = default + what the bundle narrows */
+	int64_t now_override;               /* > 0: verify both quotes at this time */
+	const uint8_t (*subjects)[32];      /* SHA-256 digests that must be statement subjects */
+	const char *const *subject_names;   /* for messages (may be NULL) */
+	size_t n_subjects;
+};
+/* The end part as re-verified (all owned; free with attest_bundle_end_free). */
+struct attest_bundle_end {
+	struct attest_verdict *verdict;     /* the end quote's own verdict; NULL if not reached */
+	struct attest_statement *statement; /* NULL when it did not parse */
+	uint8_t *statement_raw;             /* the exact bytes */
+	size_t statement_len;
+	uint8_t statement_sha256[32];
+	uint8_t report_data[64]; /* attest_statement_report_data(statement) */
+};
+/* attest_bundle_verify with subjects. *end (the pointer may be NULL) is set when the bundle
+ * has an end part; what a step did not reach stays NULL / zero in it (statement_raw is set
+ * once statement_binding decoded it, statement once it parsed). With subjects and no end
+ * part, the step "subject" fails. */
+int attest_bundle_verify_ex(const uint8_t *json, size_t len, const struct attest_bundle_verify_opts *o,
+                            struct attest_verdict **out, struct attest_bundle_end **end,
+                            struct tdxr_err *err);
+void attest_bundle_end_free(struct attest_bundle_end *e);
 
 #endif

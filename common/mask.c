@@ -25,6 +25,7 @@ struct tdxr_mask {
 	size_t maxlen;
 	uint8_t *pend; /* held-back bytes */
 	size_t npend, cap;
+	uint8_t first[256]; /* first[b]: some phrase starts with byte b (skip the rest fast) */
 };
 
 int tdxr_mask_new(tdxr_mask_out_fn out, void *ctx, struct tdxr_mask **m, struct tdxr_err *err)
@@ -63,6 +64,7 @@ int tdxr_mask_add(struct tdxr_mask *m, const char *phrase, size_t len, struct td
 	memcpy(m->ph[at].p, phrase, len);
 	m->ph[at].n = len;
 	m->nph++;
+	m->first[(uint8_t)phrase[0]] = 1;
 	if (len > m->maxlen)
 		m->maxlen = len;
 	return 0;
@@ -106,7 +108,13 @@ static int process(struct tdxr_mask *m, int at_end, struct tdxr_err *err)
 
 	while (i < m->npend) {
 		int need_more = 0;
-		size_t k = m->nph ? match_at(m, m->pend + i, m->npend - i, at_end, &need_more) : 0;
+		size_t k;
+
+		while (i < m->npend && !m->first[m->pend[i]])
+			i++; /* no phrase starts here: nothing to match or hold back */
+		if (i == m->npend)
+			break;
+		k = match_at(m, m->pend + i, m->npend - i, at_end, &need_more);
 
 		if (k) {
 			if ((rc = emit(m, m->pend + start, i - start, err)) ||

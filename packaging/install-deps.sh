@@ -12,7 +12,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 pkgs=(
   # build
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
-  libssl-dev libjansson-dev libcurl4-openssl-dev libgit2-dev libssh2-1-dev libzip-dev libmicrohttpd-dev
+  libssl-dev libjansson-dev libcurl4-openssl-dev libgit2-dev libssh2-1-dev libzip-dev zlib1g-dev libmicrohttpd-dev
   # tests (sshd, a TLS front door and rsync are real peers in the integration tests)
   libcmocka-dev python3 valgrind ca-certificates git openssh-server openssh-client stunnel4 rsync openssl curl
   # the Phala Cloud test server decrypts the encrypted env (X25519 + AES-GCM) to authorise the SSH key

@@ -57,6 +57,7 @@ for f in build-test/fuzz/tests/fuzz/fuzz_*; do
     fuzz_collateral) extra=(tdx/dcap-qvl tdx/bundles) ;;
     fuzz_eventlog|fuzz_evidence) extra=(tdx/dstack crabbox) ;;
     fuzz_gitlab_job) extra=(ci/gitlab) ;;
+    fuzz_webhook) extra=(ci/github) ;;
   esac
   seeds=()
   for d in "${extra[@]}"; do [ -d "$TDXR_SHARED_TESTDATA/$d" ] && seeds+=("$TDXR_SHARED_TESTDATA/$d"); done

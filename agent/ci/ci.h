@@ -48,5 +48,8 @@ struct ci_ops {
 /* GitLab's runner API, config entry cfg->gitlab[index] (agent/ci/gitlab.c). */
 extern const struct ci_ops ci_gitlab;
 int ci_gitlab_new(const struct config *cfg, size_t index, void **src, struct tdxr_err *err);
+/* GitHub Actions, config entry cfg->github[index] (agent/ci/github.c). */
+extern const struct ci_ops ci_github;
+int ci_github_new(const struct config *cfg, size_t index, void **src, struct tdxr_err *err);
 
 #endif

@@ -50,6 +50,7 @@
 
 #include <jansson.h>
 #include <zip.h>
+#include <zlib.h>
 
 #define GL_VERSION "0.1.0"
 #define GL_TRACE_CHUNK (1u << 20) /* bytes per PATCH */
@@ -516,27 +517,17 @@ out:
 
 /* -------------------------------------------------------------------- trace */
 
-static uint32_t crc32_table[256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-
-static void crc_init(void)
-{
-	uint32_t i, k, c;
-
-	for (i = 0; i < 256; i++) {
-		c = i;
-		for (k = 0; k < 8; k++)
-			c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-		crc32_table[i] = c;
-	}
-}
-
+/* The trace checksum: IEEE CRC-32 as GitLab computes it (zlib's, table-driven and fast). */
 static uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t n)
 {
-	crc = ~crc;
-	while (n--)
-		crc = crc32_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return ~crc;
+	while (n > 0) {
+		uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+
+		crc = (uint32_t)crc32(crc, p, k);
+		p += k;
+		n -= k;
+	}
+	return crc;
 }
 
 struct gl_trace {
@@ -557,6 +548,7 @@ struct gl_trace {
 	struct tdxr_mask *mask;
 	atomic_int canceled; /* Job-Status canceled/canceling, or the agent is stopping */
 	int agent_stop;      /* ... and it was the agent stopping */
+	time_t last_contact; /* monotonic seconds of the last answer from the server */
 	volatile sig_atomic_t cancel_sig;
 	atomic_int exec_cancel;
 	const atomic_int *stop;
@@ -655,6 +647,14 @@ static void check_job_status(struct gl_trace *t, const struct http_response *rs)
 	}
 }
 
+static time_t mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
 /* Parses "0-N" (Range header) into N. */
 static int range_end(const char *v, uint64_t *out)
 {
@@ -719,6 +719,7 @@ static int trace_send(struct gl_trace *t)
 			break;
 		}
 		check_job_status(t, &rs);
+		t->last_contact = mono_s();
 		{
 			const char *iv = http_response_header(&rs, "X-GitLab-Trace-Update-Interval");
 			uint64_t sec;
@@ -777,6 +778,47 @@ static int trace_send(struct gl_trace *t)
 	return rc;
 }
 
+/* Keep-alive while the job prints nothing (gitlab-runner's touchJob): PUT state=running. The
+ * answer's Job-Status is how a cancel reaches a silent job; 403 = the job is over. */
+static void trace_touch(struct gl_trace *t)
+{
+	char url[HTTP_URL_MAX];
+	const char *hdrs[] = { "Content-Type: application/json", NULL };
+	struct http_request rq;
+	struct http_response rs;
+	struct tdxr_err e;
+	json_t *o;
+	char *body;
+
+	job_url(t->job, "", url, sizeof(url));
+	o = json_pack("{s:s,s:s}", "token", tdxr_secret_str(t->job->token), "state", "running");
+	body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (body == NULL)
+		return;
+	memset(&rq, 0, sizeof(rq));
+	rq.method = HTTP_PUT;
+	rq.url = url;
+	rq.headers = hdrs;
+	rq.body = body;
+	rq.body_len = strlen(body);
+	http_response_init(&rs);
+	if (http_request_send(t->http, &rq, &rs, &e) == 0) {
+		t->last_contact = mono_s();
+		check_job_status(t, &rs);
+		if (rs.status == 403 || rs.status == 404) {
+			TDXR_WARN("gitlab",
+			          "job %" PRId64 ": HTTP %ld to a keep-alive: the job is no longer running",
+			          t->job->id, rs.status);
+			t->dead = 1;
+			set_canceled(t);
+		}
+	}
+	http_response_dispose(&rs);
+	OPENSSL_cleanse(body, strlen(body));
+	free(body);
+}
+
 static void *trace_thread(void *arg)
 {
 	struct gl_trace *t = arg;
@@ -788,7 +830,8 @@ static void *trace_thread(void *arg)
 		int finishing;
 
 		pthread_mutex_lock(&t->mu);
-		wait_ms = failures ? http_backoff_ms(failures, 500, 30000) : t->interval_ms;
+		wait_ms =
+		    failures ? http_backoff_ms(failures, 500, t->finishing ? 10000 : 30000) : t->interval_ms;
 		if (wait_ms > 1000 && !failures)
 			wait_ms = 1000; /* look at the stop flag at least every second */
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -798,8 +841,8 @@ static void *trace_thread(void *arg)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
 		}
-		if (!t->finishing)
-			pthread_cond_timedwait(&t->cv, &t->mu, &ts);
+		if (!t->finishing || failures)
+			pthread_cond_timedwait(&t->cv, &t->mu, &ts); /* finishing: wait only to back off */
 		finishing = t->finishing;
 		pthread_mutex_unlock(&t->mu);
 		if (t->stop && atomic_load(t->stop) && !atomic_load(&t->canceled)) {
@@ -810,9 +853,15 @@ static void *trace_thread(void *arg)
 			failures = 0;
 			if (finishing)
 				break;
+			/* Nothing to send for a while: still ask how the job is (a cancel of a silent step).
+			 */
+			if (!t->dead &&
+			    mono_s() - t->last_contact >= (t->interval_ms < 3000 ? 3 : t->interval_ms / 1000))
+				trace_touch(t);
 		} else {
 			failures++;
-			if (finishing && failures > 12) {
+			if (finishing &&
+			    (failures > 8 || (failures > 2 && t->stop && atomic_load(t->stop)))) {
 				tdxr_log(TDXR_LOG_ERROR, "gitlab",
 				         "job %" PRId64 ": trace: giving up after %u attempts", t->job->id,
 				         failures);
@@ -832,11 +881,11 @@ static int trace_open(struct gl_trace *t, struct ci_job *j, const char *tmp_dir,
 	int rc;
 
 	/* t->mu and t->cv are initialised by the caller (so dispose is safe on every path). */
-	pthread_once(&crc_once, crc_init);
 	t->job = j;
 	t->fd = -1;
 	t->stop = stop;
 	t->interval_ms = 3000;
+	t->last_contact = mono_s();
 	atomic_init(&t->canceled, 0);
 	atomic_init(&t->exec_cancel, 0);
 	/* Kept (0600, in the job's 0700 directory) until the final update went through, so an
@@ -1421,6 +1470,10 @@ static int final_update(struct gl_run *r, struct tdxr_err *err)
 	for (attempt = 0; attempt < 60; attempt++) {
 		long wait;
 
+		/* The agent is stopping: a few tries, not minutes (a restart recovers the job). */
+		if (attempt >= 3 && r->env && r->env->stop && atomic_load(r->env->stop))
+			break;
+
 		memset(&rq, 0, sizeof(rq));
 		rq.method = HTTP_PUT;
 		rq.url = url;
@@ -1761,7 +1814,6 @@ static int recover_one(struct gl_source *s, const char *dir, struct tdxr_err *er
 	r->j = j;
 	r->exit_code = -1;
 	r->failure = "runner_system_failure";
-	pthread_once(&crc_once, crc_init);
 	r->tr.job = j;
 	r->tr.interval_ms = 1000;
 	if ((size_t)snprintf(path, sizeof(path), "%s/trace", dir) < sizeof(path))
@@ -1900,6 +1952,5 @@ int gitlab_strip_userinfo(const char *url, char *out, size_t cap)
 
 uint32_t gitlab_crc32(uint32_t crc, const uint8_t *p, size_t n)
 {
-	pthread_once(&crc_once, crc_init);
 	return crc32_update(crc, p, n);
 }

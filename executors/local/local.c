@@ -33,6 +33,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -178,13 +180,52 @@ static void hex_id(const char *label, const char *lease_id, char out[41])
 /* ---- process control ---- */
 
 /* Starts argv detached (own session), stdout/stderr appended to log, in the box's cgroup. */
-static int spawn(char *const argv[], const char *log, const char *cgprocs, pid_t *pid_out,
-                 struct tdxr_err *err)
+/* In the child, before exec: the box's own view of the user's shell start-up. sshd runs
+ * every command through the login user's shell, and bash sources ~/.bashrc for commands that
+ * come over SSH: a developer's rc (pyenv, nvm, ...) would run in every box session - slow, and
+ * not what a CVM has. When we may (root), the box's processes get a private mount namespace
+ * in which ~/.bashrc is the box's own (near-empty) file. Best effort: without the privilege the
+ * user's rc runs, as before. */
+static void child_hide_rc(const char *rc_file)
 {
-	pid_t pid = fork();
+	struct passwd *pw;
+	char home_rc[PATH_MAX];
 
-	if (pid < 0)
+	if (rc_file == NULL || geteuid() != 0 || (pw = getpwuid(geteuid())) == NULL || pw->pw_dir == NULL ||
+	    (size_t)snprintf(home_rc, sizeof(home_rc), "%s/.bashrc", pw->pw_dir) >= sizeof(home_rc) ||
+	    access(home_rc, F_OK) != 0)
+		return;
+	if (unshare(CLONE_NEWNS) != 0)
+		return;
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+	    mount(rc_file, home_rc, NULL, MS_BIND, NULL) != 0) {
+		/* the namespace stays private and otherwise identical: harmless */
+	}
+}
+
+/*
+ * Starts argv with stdout/stderr appended to log, in the box's cgroup when cgprocs is set.
+ * detach: the process is not our child (double fork; reparented to init or the nearest
+ * subreaper), so a multi-threaded agent never has to reap box processes - reaping with
+ * waitpid(-1) would steal other threads' children (ssh-keygen, rsync). *pid_out is the
+ * started process's pid either way.
+ */
+static int spawn(char *const argv[], const char *log, const char *cgprocs, int detach, const char *rc_file,
+                 pid_t *pid_out, struct tdxr_err *err)
+{
+	int pfd[2] = { -1, -1 };
+	pid_t pid, got = -1;
+
+	if (detach && pipe2(pfd, O_CLOEXEC) != 0)
+		return tdxr_err_set(err, TDXR_EIO, "local: pipe failed: %s", strerror(errno));
+	pid = fork();
+	if (pid < 0) {
+		if (detach) {
+			close(pfd[0]);
+			close(pfd[1]);
+		}
 		return tdxr_err_set(err, TDXR_EIO, "local: fork failed: %s", strerror(errno));
+	}
 	if (pid == 0) {
 		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600),
 		    nul = open("/dev/null", O_RDONLY);
@@ -200,6 +241,16 @@ static int spawn(char *const argv[], const char *log, const char *cgprocs, pid_t
 				close(cg);
 			}
 		}
+		if (detach) {
+			pid_t gc = fork();
+
+			if (gc != 0) { /* the middle process: report the pid, leave at once */
+				ssize_t w = write(pfd[1], &gc, sizeof(gc));
+
+				_exit(w == (ssize_t)sizeof(gc) && gc > 0 ? 0 : 1);
+			}
+		}
+		child_hide_rc(rc_file);
 		if (nul >= 0)
 			dup2(nul, 0);
 		if (fd >= 0) {
@@ -209,7 +260,19 @@ static int spawn(char *const argv[], const char *log, const char *cgprocs, pid_t
 		execv(argv[0], argv);
 		_exit(127);
 	}
-	*pid_out = pid;
+	if (!detach) {
+		*pid_out = pid;
+		return 0;
+	}
+	close(pfd[1]);
+	while (read(pfd[0], &got, sizeof(got)) < 0 && errno == EINTR)
+		;
+	close(pfd[0]);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) /* the middle process, ours to reap */
+		;
+	if (got <= 0)
+		return tdxr_err_set(err, TDXR_EIO, "local: could not start %s", argv[0]);
+	*pid_out = got;
 	return 0;
 }
 
@@ -372,7 +435,7 @@ static int local_create(void *vp, const struct exec_lease_spec *spec, struct exe
 	struct passwd *pw = getpwuid(geteuid());
 	/* The box path is short (a unix socket path lives under it), so paths built from it fit. */
 	char box[96], cfg[8192], key[PATH_MAX], log[PATH_MAX], sock[PATH_MAX], cg[512], cgprocs[PATH_MAX],
-	    compose[PATH_MAX], pidbuf[32], app_id[41], instance_id[41], cgname[41];
+	    compose[PATH_MAX], pidbuf[32], app_id[41], instance_id[41], cgname[41], rcfile[PATH_MAX];
 	unsigned port = 0;
 	pid_t sshd_pid = 0, ga_pid = 0, kg = -1;
 	int rc, status = 0, i;
@@ -411,7 +474,7 @@ static int local_create(void *vp, const struct exec_lease_spec *spec, struct exe
 		char *argv[] = { "/usr/bin/ssh-keygen",  "-q", "-t", "ed25519", "-N", "", "-C",
 			         "tdx-runner local box", "-f", key,  NULL };
 
-		if ((rc = spawn(argv, log, "", &kg, err)))
+		if ((rc = spawn(argv, log, "", 0, NULL, &kg, err)))
 			return rc;
 		if (waitpid(kg, &status, 0) != kg || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
 			return tdxr_err_set(err, TDXR_EIO, "local: ssh-keygen failed (see %s)", log);
@@ -444,12 +507,18 @@ static int local_create(void *vp, const struct exec_lease_spec *spec, struct exe
 	}
 	if (geteuid() == 0)
 		mkdir("/run/sshd", 0755); /* sshd's privilege separation directory */
+	if ((rc = write_text(
+	         box, "bashrc",
+	         "# tdx-runner local box: the host user's shell start-up files do not run in boxes\n", 0644,
+	         err)))
+		return rc;
+	snprintf(rcfile, sizeof(rcfile), "%s/bashrc", box);
 	{
 		char cfgpath[PATH_MAX];
 		char *argv[] = { p->sshd, "-D", "-e", "-f", cfgpath, NULL };
 
 		snprintf(cfgpath, sizeof(cfgpath), "%s/sshd_config", box);
-		if ((rc = spawn(argv, log, cgprocs, &sshd_pid, err)))
+		if ((rc = spawn(argv, log, cgprocs, 1, rcfile, &sshd_pid, err)))
 			return rc;
 	}
 	{
@@ -458,19 +527,21 @@ static int local_create(void *vp, const struct exec_lease_spec *spec, struct exe
 			         "--app-id",  app_id,        "--instance-id", instance_id,
 			         NULL };
 
-		if ((rc = spawn(argv, log, cgprocs, &ga_pid, err)))
+		if ((rc = spawn(argv, log, cgprocs, 1, NULL, &ga_pid, err)))
 			return rc;
 	}
 	snprintf(pidbuf, sizeof(pidbuf), "%d %d", (int)sshd_pid, (int)ga_pid);
 	write_text(box, "pids", pidbuf, 0600, NULL);
 	snprintf(lease->gateway, sizeof(lease->gateway), "127.0.0.1:%u", port);
-	/* A process that exits at once (bad config, port taken) is reported now, not at the deadline. */
+	/* A process that exits at once (bad config, port taken) is reported now, not at the deadline.
+	 * They are not our children (spawn detaches them): ask whether they still exist. */
 	for (i = 0; i < 5; i++) {
-		pid_t w = waitpid(-1, &status, WNOHANG);
+		int sshd_gone = kill(sshd_pid, 0) != 0 && errno == ESRCH,
+		    ga_gone = kill(ga_pid, 0) != 0 && errno == ESRCH;
 
-		if (w == sshd_pid || w == ga_pid)
+		if (sshd_gone || ga_gone)
 			return tdxr_err_set(err, TDXR_EIO, "local: %s exited at start (see %s)",
-			                    w == sshd_pid ? "sshd" : "the guest agent", log);
+			                    sshd_gone ? "sshd" : "the guest agent", log);
 		usleep(10000);
 	}
 	return 0;
@@ -493,8 +564,6 @@ static int local_wait_ready(void *vp, struct exec_lease *lease, int deadline_ms,
 			    "local: box %s not ready (sshd %s, guest agent %s; see %s/box.log)",
 			    lease->cloud_id, tcp_ok((unsigned)port) ? "up" : "down",
 			    unix_ok(sock) ? "up" : "down", lease->box_dir);
-		while (waitpid(-1, NULL, WNOHANG) > 0)
-			;
 		usleep(20000);
 	}
 	return 0;
@@ -553,19 +622,11 @@ static int local_destroy(void *vp, const struct exec_lease *lease, struct tdxr_e
 		}
 	}
 	if (signal_box(lease->box_dir, cg, SIGTERM) > 0) {
-		for (i = 0; i < 50 && signal_box(lease->box_dir, cg, 0) > 0; i++) {
-			while (waitpid(-1, NULL, WNOHANG) > 0)
-				;
+		for (i = 0; i < 50 && signal_box(lease->box_dir, cg, 0) > 0; i++)
 			usleep(20000);
-		}
-		for (i = 0; i < 50 && signal_box(lease->box_dir, cg, SIGKILL) > 0; i++) {
-			while (waitpid(-1, NULL, WNOHANG) > 0)
-				;
+		for (i = 0; i < 50 && signal_box(lease->box_dir, cg, SIGKILL) > 0; i++)
 			usleep(20000);
-		}
 	}
-	while (waitpid(-1, NULL, WNOHANG) > 0)
-		;
 	if (signal_box(lease->box_dir, cg, 0) > 0)
 		return tdxr_err_set(err, TDXR_EIO, "local: processes of box %s survive SIGKILL",
 		                    lease->cloud_id);

@@ -43,8 +43,8 @@ git clone -q --bare "$tmp/work" "$tmp/repo.git"
 
 runner_token=glrt-testRunnerToken0123456789
 python3 "$src/tests/integration/gitlab_server.py" --runner-token "$runner_token" --repo "$tmp/repo.git" \
-	--project test/gitlab-test --state-dir "$tmp/srv" --trace-update-interval 1 --watch-stdin \
-	>"$tmp/srv.out" 2>"$tmp/srv.err" < <(sleep 100000) &
+	--project test/gitlab-test --state-dir "$tmp/srv" --trace-update-interval 1 \
+	>"$tmp/srv.out" 2>"$tmp/srv.err" </dev/null &
 srv_pid=$!
 for _ in $(seq 100); do grep -q '^PORT ' "$tmp/srv.out" 2>/dev/null && break; sleep 0.05; done
 port=$(awk '/^PORT /{print $2}' "$tmp/srv.out")

@@ -26,6 +26,7 @@
 
 #include "agent/box.h"
 #include "agent/config.h"
+#include "agent/provenance.h"
 #include "attest/attest.h"
 #include "common/buf.h"
 #include "common/http.h"
@@ -1108,6 +1109,83 @@ static int publish(struct gh_run *r, const char *bundle, const char *bundle_path
 	return 0;
 }
 
+static int collect(void *ctx, enum remote_out which, const uint8_t *p, size_t n)
+{
+	struct tdxr_buf *b = ctx;
+
+	if (which == REMOTE_OUT_STDOUT && tdxr_buf_append(b, p, n, NULL) != 0)
+		return -1; /* over the cap: stop */
+	return 0;
+}
+
+/* The outputs the job declared in $TDX_RUNNER_SUBJECTS_FILE (one path per line, relative to
+ * the box's work directory or absolute below it) get bound into an end quote: *out is the
+ * extended bundle, or stays NULL when the job declared none (or it failed: logged, the start
+ * bundle is published alone). */
+static int end_attest(struct gh_run *r, char **out)
+{
+	struct remote_exec_opts eo;
+	struct remote_exec_result res;
+	struct tdxr_buf b;
+	struct tdxr_err e;
+	struct prov_info pi;
+	const char *paths[ATTEST_STATEMENT_MAX_SUBJECTS];
+	char cmd[1200], jid[32], rid[32], *p, *line;
+	const char *wd = box_work_dir(r->box);
+	size_t n = 0, wl = strlen(wd), i;
+	int rc;
+
+	*out = NULL;
+	tdxr_buf_init(&b, 64 * 1024);
+	snprintf(cmd, sizeof(cmd), "cat '%s/.tdx-runner/subjects' 2>/dev/null || true", wd);
+	memset(&eo, 0, sizeof(eo));
+	eo.command = cmd;
+	eo.stdin_fd = -1;
+	eo.output = collect;
+	eo.output_ctx = &b;
+	eo.timeout_ms = 30000;
+	if ((rc = box_exec(r->box, &eo, &res, &e)) || tdxr_buf_append(&b, "", 1, NULL)) {
+		TDXR_WARN("github", "%s: reading the subjects file: %s", r->j->desc,
+		          rc ? e.msg : "too large");
+		tdxr_buf_dispose(&b);
+		return -1;
+	}
+	for (p = (char *)b.data; (line = strsep(&p, "\n")) != NULL && n < ATTEST_STATEMENT_MAX_SUBJECTS;) {
+		int dup = 0;
+
+		line[strcspn(line, "\r")] = '\0';
+		if (line[0] == '\0')
+			continue;
+		if (strncmp(line, wd, wl) == 0 && line[wl] == '/')
+			line += wl + 1; /* absolute below the work directory */
+		for (i = 0; i < n && !dup; i++)
+			dup = strcmp(paths[i], line) == 0;
+		if (!dup)
+			paths[n++] = line;
+	}
+	if (n == 0) {
+		tdxr_buf_dispose(&b);
+		return 0;
+	}
+	snprintf(jid, sizeof(jid), "%" PRId64, r->bound_job);
+	snprintf(rid, sizeof(rid), "%" PRId64, r->bound_run);
+	memset(&pi, 0, sizeof(pi));
+	pi.repository = r->repo;
+	pi.commit = r->bound_sha;
+	pi.ci_system = "github";
+	pi.job_id = jid;
+	pi.run_id = rid;
+	pi.runner_name = r->runner_name;
+	if ((rc = prov_subjects_check(paths, n, &e)) == 0 &&
+	    (rc = prov_attest_end(r->box, paths, n, &pi, out, &e)) == 0)
+		TDXR_INFO("github", "%s: %zu output(s) bound into the end quote", r->j->desc, n);
+	else
+		TDXR_ERR("github", "%s: end quote: %s (publishing the start attestation only)", r->j->desc,
+		         e.msg);
+	tdxr_buf_dispose(&b);
+	return rc;
+}
+
 static int gh_run(void *p, struct ci_job *j, const struct ci_env *env, struct tdxr_err *err)
 {
 	struct gh_source *s = p;
@@ -1310,9 +1388,13 @@ static int gh_run(void *p, struct ci_job *j, const struct ci_env *env, struct td
 			goto fail;
 		TDXR_INFO("github", "%s: runner exited with %d", j->desc, res.exited ? res.exit_status : -1);
 	}
-	/* 5. which job did it run? then publish */
+	/* 5. which job did it run? then the end quote over its outputs, then publish */
 	if ((rc = bind_job(r, &e)) == 0) {
 		const char *bundle = box_bundle(r->box);
+		char *ended = NULL;
+
+		if (end_attest(r, &ended) == 0 && ended)
+			bundle = ended;
 
 		TDXR_INFO("github", "%s: runner %s ran job %" PRId64 " (run %" PRId64 ", %s)", j->desc,
 		          r->runner_name, r->bound_job, r->bound_run, r->bound_conclusion);
@@ -1323,6 +1405,7 @@ static int gh_run(void *p, struct ci_job *j, const struct ci_env *env, struct td
 		    (rc = publish(r, bundle, bundle_path, &e)) != 0)
 			TDXR_ERR("github", "%s: publishing: %s", j->desc, e.msg);
 		unlink(bundle_path);
+		free(ended);
 	} else {
 		TDXR_WARN("github", "%s: %s", j->desc, e.msg);
 	}

@@ -123,6 +123,22 @@ ctl faults/clear '{}' >/dev/null
 clean "case 3"
 echo "ok: failing release job: bundle attached to the release (a starter asset from a failed upload was replaced)"
 
+# 3b. provenance: the job declares an output in $TDX_RUNNER_SUBJECTS_FILE; the release asset's
+#     bundle carries the end quote binding it, and verifies offline with --subject.
+ctl release '{"tag": "v2.0"}' >/dev/null
+read -r job sha3b run <<<"$(enqueue '{"event": "release", "head_branch": "v2.0", "labels": ["self-hosted", "tdx"], "steps": ["mkdir -p dist && printf \"release-artifact-v2\\n\" > dist/app.txt", "echo \"$PWD/dist/app.txt\" >> \"$TDX_RUNNER_SUBJECTS_FILE\""]}')"
+run_agent "$tmp/cfg.json" || fail "agent --once failed for the provenance job"
+asset=$(gstate | python3 -c "import json,sys; st=json.load(sys.stdin); print([a['path'] for a in st['assets'] if a['name'] == 'tdx-attestation-$job.json' and a.get('state') == 'uploaded'][0])") ||
+	fail "no release asset for the provenance job"
+printf 'release-artifact-v2\n' >"$tmp/app.txt"
+"$bin" verify "$asset" --allow-simulated --subject "$tmp/app.txt" >"$tmp/verify.out" 2>&1 || { cat "$tmp/verify.out"; fail "the release bundle does not verify with --subject"; }
+printf 'release-artifact-v3\n' >"$tmp/app.txt"
+"$bin" verify "$asset" --allow-simulated --subject "$tmp/app.txt" --json >"$tmp/verify.out" 2>&1 && fail "a changed output verified"
+grep -q '"subject"' "$tmp/verify.out" || { cat "$tmp/verify.out"; fail "the refusal does not name the subject step"; }
+grep -q 'bound into the end quote' "$tmp/agent.err" || fail "no end quote in the agent log"
+clean "case 3b"
+echo "ok: a declared output is bound into an end quote; the release bundle verifies offline with --subject, a changed file does not"
+
 # 4. gate failure: no JIT config is ever generated, the box is destroyed.
 jit_before=$(gstate | python3 -c 'import json,sys; print(len([r for r in json.load(sys.stdin)["requests"] if r["op"] == "jitconfig"]))')
 read -r job sha4 run <<<"$(enqueue '{"labels": ["self-hosted", "tdx"], "steps": ["echo should-not-run"]}')"

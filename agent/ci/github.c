@@ -1490,6 +1490,7 @@ static int gh_recover(void *p, struct tdxr_err *err)
 					unlink(path);
 				} else {
 					s->recover_pending = 1;
+					s->last_recover = time(NULL); /* the poll loop retries in a few seconds */
 					rc = tdxr_err_set(
 					    err, TDXR_EIO,
 					    "deleting a dead agent's runner (retried while polling): %s",

@@ -580,10 +580,15 @@ class Backend:
             write(os.path.join(d, "stunnel.conf"),
                   "foreground = yes\npid =\ndebug = 3\n[box]\naccept = 127.0.0.1:%d\n"
                   "connect = 127.0.0.1:%d\ncert = %s/tls.crt\nkey = %s/tls.key\n" % (tp, sp, d, d))
-            # sshd sees the box's volatile directory at /var/volatile, as in a CVM
+            # sshd sees the box's volatile directory at /var/volatile and the box's own home at
+            # /root, as in a CVM: nothing a job writes under ~ reaches the host or another box,
+            # and the host's shell start-up files (pyenv, ...) do not run in box sessions
+            home = os.path.join(d, "root")
+            os.makedirs(home, mode=0o700, exist_ok=True)
+            write(os.path.join(home, ".bashrc"), "# box home: the host's start-up files do not run here\n", 0o644)
             sshd = spawn([self.unshare, "-m", "--propagation", "private", "/bin/sh", "-c",
-                          'mount --bind "$0" /var/volatile && exec "$1" -D -e -f "$2"',
-                          os.path.join(d, "volatile"), self.sshd, os.path.join(d, "sshd_config")])
+                          'mount --bind "$0" /var/volatile && mount --bind "$3" /root && exec "$1" -D -e -f "$2"',
+                          os.path.join(d, "volatile"), self.sshd, os.path.join(d, "sshd_config"), home])
             st = spawn([self.stunnel, os.path.join(d, "stunnel.conf")])
             lost = None
             end = time.time() + 30

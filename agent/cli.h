@@ -39,6 +39,8 @@ int cli_agent(int argc, char **argv);
 void cli_agent_help(void);
 int cli_register(int argc, char **argv);
 void cli_register_help(void);
+int cli_publish(int argc, char **argv);
+void cli_publish_help(void);
 int cli_warmup(int argc, char **argv);
 void cli_warmup_help(void);
 int cli_stop(int argc, char **argv);

@@ -23,6 +23,8 @@ static const struct cli_command commands[] = {
 	  cli_agent_help },
 	{ "register", "check a GitLab runner token and write the agent's configuration", cli_register,
 	  cli_register_help },
+	{ "publish", "attach an attestation bundle to a GitHub release (publish --github-release O/R@TAG)",
+	  cli_publish, cli_publish_help },
 	{ "warmup", "lease and attest a box and keep it for `run --lease`", cli_warmup, cli_warmup_help },
 	{ "stop", "release a kept box", cli_stop, cli_stop_help },
 	{ "reap", "release every lease no live process owns", cli_reap, cli_reap_help },

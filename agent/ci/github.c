@@ -949,24 +949,22 @@ static int bind_job(struct gh_run *r, struct tdxr_err *err)
 
 /* After a failed asset upload: ours already uploaded (an answer was lost) is done; a "starter"
  * a failed upload left is deleted; then the upload is tried once more. */
-static int asset_repair(struct gh_run *r, int64_t rel_id, const char *upload_url, struct gh_call *up,
-                        struct tdxr_err *err)
+static int asset_repair(struct gh_source *s, struct http_client *h, const char *repo, int64_t rel_id,
+                        const char *name, const char *upload_url, struct gh_call *up, struct tdxr_err *err)
 {
-	struct gh_source *s = r->s;
-	char url[HTTP_URL_MAX], name[128];
+	char url[HTTP_URL_MAX];
 	struct gh_call c;
 	json_t *list = NULL, *a;
 	size_t i;
 	int rc, found = 0;
 
-	snprintf(name, sizeof(name), "tdx-attestation-%" PRId64 ".json", r->bound_job);
 	snprintf(url, sizeof(url), "%s/repos/%s/releases/%" PRId64 "/assets?per_page=100", s->gc->api_url,
-	         r->repo, rel_id);
+	         repo, rel_id);
 	memset(&c, 0, sizeof(c));
 	c.method = HTTP_GET;
 	c.url = url;
 	c.idempotent = 1;
-	if ((rc = gh_json(s, r->http, &c, &list, NULL, err)))
+	if ((rc = gh_json(s, h, &c, &list, NULL, err)))
 		return rc;
 	json_array_foreach(list, i, a)
 	{
@@ -981,25 +979,66 @@ static int asset_repair(struct gh_run *r, int64_t rel_id, const char *upload_url
 			break;
 		}
 		snprintf(url, sizeof(url), "%s/repos/%s/releases/assets/%" JSON_INTEGER_FORMAT,
-		         s->gc->api_url, r->repo, json_integer_value(json_object_get(a, "id")));
+		         s->gc->api_url, repo, json_integer_value(json_object_get(a, "id")));
 		memset(&c, 0, sizeof(c));
 		c.method = HTTP_DELETE;
 		c.url = url;
 		c.idempotent = 1;
-		if ((rc = gh_json(s, r->http, &c, NULL, NULL, err)) == 0) {
-			TDXR_INFO("github", "%s: deleted a half-uploaded asset %s; uploading again",
-			          r->j->desc, name);
+		if ((rc = gh_json(s, h, &c, NULL, NULL, err)) == 0) {
+			TDXR_INFO("github", "%s: deleted a half-uploaded asset %s; uploading again", repo,
+			          name);
 			up->url = upload_url;
-			rc = gh_json(s, r->http, up, NULL, NULL, err);
+			rc = gh_json(s, h, up, NULL, NULL, err);
 		}
 		break;
 	}
 	json_decref(list);
 	if (!found) {
 		up->url = upload_url;
-		rc = gh_json(s, r->http, up, NULL, NULL, err);
+		rc = gh_json(s, h, up, NULL, NULL, err);
 	}
 	return rc;
+}
+
+/* Uploads file as asset `name` of the release tagged `tag` (uploads endpoint), repairing what a
+ * failed earlier upload left. */
+static int release_upload(struct gh_source *s, struct http_client *h, const char *repo, const char *tag,
+                          const char *name, const char *file, struct tdxr_err *err)
+{
+	char url[HTTP_URL_MAX];
+	struct gh_call c;
+	json_t *rel = NULL;
+	int64_t rel_id;
+	long st = 0;
+	int rc;
+
+	snprintf(url, sizeof(url), "%s/repos/%s/releases/tags/%s", s->gc->api_url, repo, tag);
+	memset(&c, 0, sizeof(c));
+	c.method = HTTP_GET;
+	c.url = url;
+	c.idempotent = 1;
+	if ((rc = gh_json(s, h, &c, &rel, NULL, err)))
+		return tdxr_err_prefix(err, "release %s", tag);
+	if (!json_is_integer(json_object_get(rel, "id"))) {
+		json_decref(rel);
+		return tdxr_err_set(err, TDXR_EINVAL, "release %s: no id", tag);
+	}
+	rel_id = json_integer_value(json_object_get(rel, "id"));
+	json_decref(rel);
+	snprintf(url, sizeof(url), "%s/repos/%s/releases/%" PRId64 "/assets?name=%s", s->gc->uploads_url,
+	         repo, rel_id, name);
+	memset(&c, 0, sizeof(c));
+	c.method = HTTP_POST;
+	c.url = url;
+	c.body_file = file;
+	c.content_type = "application/json";
+	/* Not retried blindly: a failed upload can leave a "starter" asset that blocks the
+	 * name. Look at the release's assets first (asset_repair), then upload once more. */
+	c.idempotent = 0;
+	rc = gh_json(s, h, &c, NULL, &st, err);
+	if (rc && (st == 422 || st >= 500 || st == 0))
+		rc = asset_repair(s, h, repo, rel_id, name, url, &c, err);
+	return rc ? tdxr_err_prefix(err, "release asset %s", name) : 0;
 }
 
 static int publish(struct gh_run *r, const char *bundle, const char *bundle_path, struct tdxr_err *err)
@@ -1070,40 +1109,11 @@ static int publish(struct gh_run *r, const char *bundle, const char *bundle_path
 	}
 	(void)bundle;
 	if (strcmp(r->run_event, "release") == 0 && r->run_branch[0]) {
-		json_t *rel = NULL;
-		int64_t rel_id;
-		long st = 0;
+		char name[128];
 
-		snprintf(url, sizeof(url), "%s/repos/%s/releases/tags/%s", s->gc->api_url, r->repo,
-		         r->run_branch);
-		memset(&c, 0, sizeof(c));
-		c.method = HTTP_GET;
-		c.url = url;
-		c.idempotent = 1;
-		if ((rc = gh_json(s, r->http, &c, &rel, NULL, err)))
-			return tdxr_err_prefix(err, "release %s", r->run_branch);
-		if (!json_is_integer(json_object_get(rel, "id"))) {
-			json_decref(rel);
-			return tdxr_err_set(err, TDXR_EINVAL, "release %s: no id", r->run_branch);
-		}
-		rel_id = json_integer_value(json_object_get(rel, "id"));
-		snprintf(url, sizeof(url),
-		         "%s/repos/%s/releases/%" PRId64 "/assets?name=tdx-attestation-%" PRId64 ".json",
-		         s->gc->uploads_url, r->repo, rel_id, r->bound_job);
-		json_decref(rel);
-		memset(&c, 0, sizeof(c));
-		c.method = HTTP_POST;
-		c.url = url;
-		c.body_file = bundle_path;
-		c.content_type = "application/json";
-		/* Not retried blindly: a failed upload can leave a "starter" asset that blocks the
-		 * name. Look at the release's assets first (asset_repair), then upload once more. */
-		c.idempotent = 0;
-		rc = gh_json(s, r->http, &c, NULL, &st, err);
-		if (rc && (st == 422 || st >= 500 || st == 0))
-			rc = asset_repair(r, rel_id, url, &c, err);
-		if (rc)
-			return tdxr_err_prefix(err, "release asset");
+		snprintf(name, sizeof(name), "tdx-attestation-%" PRId64 ".json", r->bound_job);
+		if ((rc = release_upload(s, r->http, r->repo, r->run_branch, name, bundle_path, err)))
+			return rc;
 		TDXR_INFO("github", "%s: attestation attached to release %s", r->j->desc, r->run_branch);
 	}
 	return 0;
@@ -1490,7 +1500,8 @@ static int gh_recover(void *p, struct tdxr_err *err)
 					unlink(path);
 				} else {
 					s->recover_pending = 1;
-					s->last_recover = time(NULL); /* the poll loop retries in a few seconds */
+					s->last_recover =
+					    time(NULL); /* the poll loop retries in a few seconds */
 					rc = tdxr_err_set(
 					    err, TDXR_EIO,
 					    "deleting a dead agent's runner (retried while polling): %s",
@@ -1553,6 +1564,39 @@ int ci_github_new(const struct config *cfg, size_t index, void **out, struct tdx
 	}
 	*out = s;
 	return 0;
+}
+
+int gh_publish_release(const struct config *cfg, const char *owner_repo, const char *tag, const char *file,
+                       const char *asset_name, struct tdxr_err *err)
+{
+	struct gh_source *s = NULL;
+	size_t i, olen;
+	const char *slash = strchr(owner_repo, '/');
+	int rc;
+
+	if (slash == NULL || slash == owner_repo || strchr(slash + 1, '/') || slash[1] == '\0')
+		return tdxr_err_set(err, TDXR_EINVAL, "publish: '%s' is not OWNER/REPO", owner_repo);
+	olen = (size_t)(slash - owner_repo);
+	/* The github[] entry that serves this repository: the repository itself, or its owner's org. */
+	for (i = 0; i < cfg->n_github; i++) {
+		const struct config_github *g = &cfg->github[i];
+
+		if ((g->repository && strcmp(g->repository, owner_repo) == 0) ||
+		    (g->organization && strlen(g->organization) == olen &&
+		     strncmp(g->organization, owner_repo, olen) == 0))
+			break;
+	}
+	if (i == cfg->n_github)
+		return tdxr_err_set(
+		    err, TDXR_ENOTFOUND,
+		    "publish: no github[] entry in the configuration serves %s (its credentials "
+		    "are used)",
+		    owner_repo);
+	if ((rc = ci_github_new(cfg, i, (void **)&s, err)))
+		return rc;
+	rc = release_upload(s, s->http, owner_repo, tag, asset_name, file, err);
+	gh_free(s);
+	return rc;
 }
 
 const struct ci_ops ci_github = {

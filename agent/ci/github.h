@@ -29,4 +29,10 @@ int gh_labels_match(const struct config_strlist *ours, const char *const *labels
 int gh_app_jwt(uint64_t app_id, const struct tdxr_secret *pem, int64_t now, char *out, size_t cap,
                struct tdxr_err *err);
 
+/* `tdx-runner publish --github-release OWNER/REPO@TAG BUNDLE`: uploads file as release asset
+ * asset_name with the credentials of the github[] entry serving the repository. */
+struct config;
+int gh_publish_release(const struct config *cfg, const char *owner_repo, const char *tag, const char *file,
+                       const char *asset_name, struct tdxr_err *err);
+
 #endif

@@ -248,6 +248,28 @@ grep -q 'via-webhook' "$tmp/agent.err" || fail "case 10: the job's output is not
 clean "case 10"
 echo "ok: organisation scope, webhook demand: forged signature 401, replay 409, job ran; /healthz ok"
 
+# 11. publish by hand: `tdx-runner publish --github-release OWNER/REPO@TAG BUNDLE` re-verifies the
+#     bundle, then attaches it with the entry's credentials; a tampered bundle is not published.
+ctl release '{"tag": "v3.0"}' >/dev/null
+"$bin" simulate --out "$tmp/sim.json" >/dev/null 2>&1 || fail "simulate failed"
+"$bin" publish --config "$tmp/cfg.json" --github-release "$repo@v3.0" "$tmp/sim.json" 2>"$tmp/pub.err" &&
+	fail "publish accepted a simulated bundle without --allow-simulated"
+grep -q 'does not verify' "$tmp/pub.err" || { cat "$tmp/pub.err"; fail "publish refusal unclear"; }
+"$bin" publish --config "$tmp/cfg.json" --github-release "$repo@v3.0" --allow-simulated "$tmp/sim.json" >"$tmp/pub.out" 2>&1 ||
+	{ cat "$tmp/pub.out"; fail "publish failed"; }
+python3 - "$tmp/sim.json" "$tmp/sim-bad.json" <<'EOF2'
+import json, sys
+b = json.load(open(sys.argv[1])); q = b["quote"]
+b["quote"] = q[:200] + ("0" if q[200] != "0" else "1") + q[201:]
+json.dump(b, open(sys.argv[2], "w"))
+EOF2
+"$bin" publish --config "$tmp/cfg.json" --github-release "$repo@v3.0" --allow-simulated --name bad.json "$tmp/sim-bad.json" 2>/dev/null &&
+	fail "publish uploaded a tampered bundle"
+gstate | python3 -c "
+import json,sys; st=json.load(sys.stdin); names=[a['name'] for a in st['assets'] if a.get('state') == 'uploaded']
+assert 'sim.json' in names and 'bad.json' not in names, names" || fail "case 11 (publish)"
+echo "ok: publish --github-release attaches a verified bundle, refuses a tampered one"
+
 # 8. jobs whose labels are not all ours are left alone.
 read -r job sha8 run <<<"$(enqueue '{"labels": ["self-hosted", "gpu"], "steps": ["echo not-ours"]}')"
 "$bin" agent --config "$tmp/cfg.json" --once --wait 3 >"$tmp/agent.out" 2>"$tmp/agent.err" && fail "took a job with a label we do not serve"

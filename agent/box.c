@@ -82,6 +82,11 @@ static void phase(struct box *b, const char *what)
 		b->o.on_phase(b->o.ctx, what, d);
 }
 
+void box_phase(struct box *b, const char *what)
+{
+	phase(b, what);
+}
+
 static void notice(struct box *b, const char *line)
 {
 	fprintf(stderr, "tdx-runner: %s\n", line);
@@ -553,7 +558,9 @@ int box_lease_from_claim(const struct config *cfg, const struct lease_claim *c, 
 	/* Only a local box's id is its lease id. Any other back end's id is unknown until create
 	 * answered (a crash in between); its destroy then finds the box by the lease's name. */
 	snprintf(l->cloud_id, sizeof(l->cloud_id), "%s",
-	         c->cloud_id[0] ? c->cloud_id : strcmp(c->executor, "local") == 0 ? c->id : "");
+	         c->cloud_id[0]                      ? c->cloud_id
+	         : strcmp(c->executor, "local") == 0 ? c->id
+	                                             : "");
 	snprintf(l->app_id, sizeof(l->app_id), "%s", c->app_id);
 	snprintf(l->name, sizeof(l->name), "%s", c->name);
 	snprintf(l->gateway, sizeof(l->gateway), "%s", c->gateway);

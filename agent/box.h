@@ -85,6 +85,10 @@ int box_exec(struct box *b, const struct remote_exec_opts *eo, struct remote_exe
 /* Copies named paths (relative to the work directory) back into local_dir. */
 int box_pull(struct box *b, const char *const *paths, size_t n, const char *local_dir, struct tdxr_err *err);
 
+/* Ends a phase the caller ran itself (e.g. "run"): the progress line and on_phase, timed
+ * from the previous phase. */
+void box_phase(struct box *b, const char *what);
+
 /* Records a pipeline state (BOX_STATE_*) in the claim. */
 void box_state(struct box *b, const char *state);
 

@@ -153,8 +153,10 @@ int job_run(const struct job_run_opts *o, struct tdxr_err *err)
 		rc = tdxr_err_set(err, TDXR_ECANCELED, "canceled");
 	if (!rc) {
 		rc = step_run(o, b, &status, err);
-		if (!rc)
+		if (!rc) {
 			code = status;
+			box_phase(b, "run");
+		}
 	}
 	if (!rc && o->n_subjects && !canceled(o)) {
 		struct tdxr_err pe;

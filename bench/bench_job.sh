@@ -217,9 +217,10 @@ else:
       " started by the box's sshd: the guest-agent quote (attest), two rsync runs (sync: listing"
       " and transfer, each a new `tdx-runner rsh` connection) and the command (run). On this host"
       " `%s -c true`, started as sshd starts it, takes %s ms when it sources ~/.bashrc (Debian's"
-      " bash does for sshd sessions) and %s ms when it does not, so roughly %.2f s of the overhead"
-      " above (4 x the difference; measured outside sshd, noisy under load) is this host's shell"
-      " start-up, not tdx-runner's." % (sh_, rc_ms, norc_ms, extra))
+      " bash does for sshd sessions) and %s ms when it does not (4 x the difference: %.2f s)."
+      " Local boxes started as root run in a private mount namespace with a box-owned ~/.bashrc"
+      " (executors/local: a CVM has no developer rc either), so when this runs as root that cost"
+      " is not in the numbers above; as another user it is." % (sh_, rc_ms, norc_ms, extra))
 body = "\n".join(L) + "\n"
 print(body)
 

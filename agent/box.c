@@ -809,6 +809,7 @@ static int sync_opts(struct box *b, struct remote_sync_opts *so, const char **rs
 	so->cancel = b->o.cancel;
 	so->on_line = sync_line;
 	so->state_file = b->sync_state;
+	so->ssh = b->ssh; /* rsync runs as channels of the attested session (the multiplexer) */
 	return 0;
 }
 
@@ -838,16 +839,27 @@ int box_sync_manifest(struct box *b, const char *dir, const struct remote_sync_m
 
 int box_sync_worktree(struct box *b, const char *repo_dir, struct tdxr_err *err)
 {
-	struct remote_sync_manifest *m = NULL;
+	struct remote_sync_opts so;
+	struct remote_sync_result res;
+	const char *rsh[4];
+	char *self = NULL;
+	size_t count = 0;
 	int rc;
 
 	if ((rc = gate_passed(b, "sync", err)))
 		return rc;
-	if ((rc = remote_sync_manifest_worktree(repo_dir, &m, err)))
+	/* Manifest and push in one call: the first rsync channel's login shell starts in the box
+	 * while the working tree is scanned here. */
+	if ((rc = sync_opts(b, &so, rsh, &self, err)) == 0)
+		rc = remote_sync_push_worktree(repo_dir, &so, &res, &count, err);
+	free(self);
+	if (rc)
 		return tdxr_err_prefix(err, "sync");
-	rc = box_sync_manifest(b, repo_dir, m, err);
-	remote_sync_manifest_free(m);
-	return rc;
+	box_state(b, BOX_STATE_SYNCED);
+	if (b->o.progress)
+		fprintf(stderr, "tdx-runner: synced %zu files (%zu transferred)\n", count, res.transferred);
+	phase(b, "sync");
+	return 0;
 }
 
 int box_exec(struct box *b, const struct remote_exec_opts *eo, struct remote_exec_result *r,

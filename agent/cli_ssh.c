@@ -8,6 +8,11 @@
  * argv or inherited environment. Exit status: the remote command's; 128+N when it
  * was killed by signal N; 255 when the box could not be reached or the session
  * failed (as ssh does); 2 for usage errors.
+ *
+ * rsh first tries the multiplexer named by TDXR_MUX (a channel on a session some
+ * other process holds: the job's, or `rsh --master`); only when nothing serves it
+ * does it connect by itself. The interactive shell follows the terminal's size
+ * (SIGWINCH -> window-change).
  */
 #include "agent/cli.h"
 
@@ -30,11 +35,31 @@
 #define SSH_MAX_ENV 64
 
 static atomic_int cli_cancel;
+static atomic_int cli_resize;
 
 static void on_signal(int sig)
 {
 	(void)sig;
 	atomic_store(&cli_cancel, 1);
+}
+
+static void on_winch(int sig)
+{
+	(void)sig;
+	atomic_store(&cli_resize, 1);
+}
+
+/* The terminal's size now (SIGWINCH said it changed). */
+static int tty_size(void *ctx, unsigned *cols, unsigned *rows)
+{
+	struct winsize ws;
+
+	(void)ctx;
+	if (ioctl(0, TIOCGWINSZ, &ws) != 0 && ioctl(1, TIOCGWINSZ, &ws) != 0)
+		return -1;
+	*cols = ws.ws_col;
+	*rows = ws.ws_row;
+	return 0;
 }
 
 static void signals_setup(void)
@@ -130,6 +155,7 @@ struct run_args {
 	char *names[SSH_MAX_ENV];
 	size_t n_env;
 	const char *prog;
+	const char *mux; /* rsh: TDXR_MUX, a multiplexer socket to try first */
 	int guest; /* 1 = guest-agent Info, 2 = GetQuote */
 	uint8_t report_data[64];
 };
@@ -147,6 +173,20 @@ static int run_remote(struct run_args *a)
 
 	tdxr_err_clear(&e);
 	signals_setup();
+	if (a->mux != NULL && a->mux[0] != '\0') {
+		memset(&res, 0, sizeof(res));
+		rc = remote_mux_exec(a->mux, a->command, 0, 1, 2, &cli_cancel, &res, &e);
+		if (rc == 0) {
+			code = res.exit_signal[0] != '\0' ? 128 + signal_number(res.exit_signal)
+			                                    : res.exit_status & 0xff;
+			goto out;
+		}
+		if (rc != TDXR_ENOTFOUND && rc != TDXR_ETOOBIG) {
+			fprintf(stderr, "%s: %s\n", a->prog, e.msg);
+			goto out;
+		}
+		tdxr_err_clear(&e); /* nothing serves it (or it is full): connect ourselves */
+	}
 	rc = remote_lease_load(a->lease_path, &lease, &e);
 	if (rc == 0)
 		rc = remote_lease_connect_tuned(lease, a->connect_timeout_s * 1000, a->keepalive_s, &ssh, &e);
@@ -177,6 +217,14 @@ static int run_remote(struct run_args *a)
 	o.timeout_ms = a->timeout_s * 1000;
 	o.cancel = &cli_cancel;
 	if (a->command == NULL) {
+		struct sigaction sa;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_winch;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGWINCH, &sa, NULL);
+		o.resize = &cli_resize;
+		o.size_fn = tty_size;
 		o.pty = 1;
 		o.term = getenv("TERM");
 		if (ioctl(0, TIOCGWINSZ, &ws) == 0) {
@@ -352,10 +400,49 @@ out:
 void cli_rsh_help(void)
 {
 	printf("usage: tdx-runner rsh LEASE [-l USER] HOST COMMAND...\n"
+	       "       tdx-runner rsh --master SOCKET LEASE\n"
 	       "\n"
 	       "rsync's remote shell: rsync -e 'tdx-runner rsh LEASE' SRC box:DST. HOST (and\n"
 	       "-l USER) come from rsync and are ignored: the lease says where the box is.\n"
-	       "COMMAND runs in the box with stdin/stdout pumped binary-clean.\n");
+	       "COMMAND runs in the box with stdin/stdout pumped binary-clean.\n"
+	       "\n"
+	       "When TDXR_MUX names a multiplexer socket that is served, COMMAND runs on a new\n"
+	       "channel of that process's session (no new connection); otherwise rsh connects\n"
+	       "by itself. --master connects to LEASE and serves SOCKET (created 0600; keep it\n"
+	       "in a directory only you can enter) until SIGINT/SIGTERM/SIGHUP:\n"
+	       "  tdx-runner rsh --master /run/user/$UID/box.mux LEASE &\n"
+	       "  TDXR_MUX=/run/user/$UID/box.mux rsync -e 'tdx-runner rsh LEASE' ...\n"
+	       "A dead session is re-established (same pinned host key) for the next command;\n"
+	       "a command that was running when it died fails.\n");
+}
+
+/* --master: one session, served on SOCKET until a signal. */
+static int rsh_master(const char *sock, const char *lease_path)
+{
+	struct remote_lease *lease = NULL;
+	struct remote_ssh *ssh = NULL;
+	struct remote_mux *mx = NULL;
+	struct tdxr_err e;
+	int code = 255;
+
+	tdxr_err_clear(&e);
+	signals_setup();
+	if (remote_lease_load(lease_path, &lease, &e) != 0 || remote_lease_connect(lease, 15000, &ssh, &e) != 0 ||
+	    remote_mux_start(ssh, sock, &mx, &e) != 0) {
+		fprintf(stderr, "tdx-runner rsh: %s\n", e.msg);
+		goto out;
+	}
+	fprintf(stderr, "tdx-runner rsh: serving %s (host key %s)\n", sock, remote_ssh_host_key(ssh));
+	while (!atomic_load(&cli_cancel))
+		(void)poll(NULL, 0, 200);
+	remote_mux_stop(mx);
+	fprintf(stderr, "tdx-runner rsh: stopped (%u reconnect%s)\n", remote_ssh_reconnects(ssh),
+	        remote_ssh_reconnects(ssh) == 1 ? "" : "s");
+	code = 0;
+out:
+	remote_ssh_free(ssh);
+	remote_lease_free(lease);
+	return code;
 }
 
 int cli_rsh(int argc, char **argv)
@@ -366,6 +453,13 @@ int cli_rsh(int argc, char **argv)
 	memset(&a, 0, sizeof(a));
 	a.prog = "tdx-runner rsh";
 	a.connect_timeout_s = 15;
+	if (argc >= 2 && strcmp(argv[1], "--master") == 0) {
+		if (argc != 4) {
+			fprintf(stderr, "tdx-runner rsh: --master wants SOCKET LEASE\n");
+			return 2;
+		}
+		return rsh_master(argv[2], argv[3]);
+	}
 	if (argc < 2) {
 		fprintf(stderr, "tdx-runner rsh: missing LEASE (see --help)\n");
 		return 2;
@@ -394,6 +488,7 @@ int cli_rsh(int argc, char **argv)
 	a.command = join_args(argc - i, argv + i);
 	if (a.command == NULL)
 		return 2;
+	a.mux = getenv("TDXR_MUX");
 	code = run_remote(&a);
 	run_args_dispose(&a);
 	return code;

@@ -12,8 +12,13 @@
 # file list is `git ls-files -z`). Each sync is timed as agent/remote/sync.c runs
 # it - a listing dry run, then the transfer with its exact argv - and the transfer
 # alone, for a full sync into an empty directory and an incremental one after a
-# 1-file change. Also exec round-trip latency: `tdx-runner ssh LEASE -- true` vs
-# `ssh -F CFG host true`, direct and through TLS (median, p90).
+# 1-file change. Then the real sync code (bench/bench_sync_push: remote_sync_push with
+# a snapshot file) full and incremental, twice: each rsync run connecting by itself
+# ("snap"), and as the job runs it ("snap-mux": one session connected beforehand, the
+# rsync runs as channels on it through the multiplexer, remote_sync_push_worktree);
+# and the pieces of an incremental push's fixed cost timed alone. Also exec
+# round-trip latency: `tdx-runner ssh LEASE -- true` vs `ssh -F CFG host true`,
+# direct and through TLS (median, p90).
 # Writes the section between <!-- sync:begin --> and <!-- sync:end --> of
 # bench/RESULTS.md (appended when absent; the rest of the file is left byte-identical).
 #
@@ -305,26 +310,57 @@ for v in "${variants[@]}"; do same_tree "$v" || die "$v: incremental sync left a
 
 # The real sync code (remote_sync_push through `tdx-runner rsh` over TLS) with a
 # snapshot: a full push writes it, the incremental push after a 1-file change is
-# one rsync run of the changed files (no remote listing).
+# one rsync run of the changed files (no remote listing). Two ways, alternating:
+#   snap      every rsync run's `tdx-runner rsh` connects by itself (TCP, TLS, SSH)
+#   snap-mux  as the job runs it: the lease is connected and one command run on it
+#             first (the job's attestation gate fetches the quote over that session
+#             before it syncs; both timed apart) and remote_sync_push_worktree
+#             gets it: the rsync runs open channels on it through the multiplexer,
+#             one pre-started while the manifest is made.
 if [[ -x $PUSH ]]; then
 	for rep in $(seq 1 "$reps"); do
-		rm -rf "${T:?}/dst/snap" "$T/snap.state"
-		mkdir "$T/dst/snap"
-		pj=$("$PUSH" --rsh "$BIN" --lease "$LT" --host "${HOST[ours-tls]}" --dest "$T/dst/snap" --state "$T/snap.state" "$repo") ||
-			die "bench_sync_push full failed"
-		rec full snap "$rep" push_us "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["us"])' "$pj")"
-		f=$repo/${files[$(((rep * 104729) % ${#files[@]}))]}
-		python3 -c "import os,sys; n=os.path.getsize(sys.argv[1]); open(sys.argv[1],'wb').write(os.urandom(n))" "$f"
-		touch -d "@$(($(date +%s) + 100 + rep))" "$f"
-		pj=$("$PUSH" --rsh "$BIN" --lease "$LT" --host "${HOST[ours-tls]}" --dest "$T/dst/snap" --state "$T/snap.state" "$repo") ||
-			die "bench_sync_push incremental failed"
-		python3 -c 'import json,sys; assert json.loads(sys.argv[1])["transferred"] == 1, sys.argv[1]' "$pj" ||
-			die "snapshot incremental did not transfer exactly one file: $pj"
-		rec incr snap "$rep" push_us "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["us"])' "$pj")"
+		for sv in $( ((rep % 2)) && echo "snap snap-mux" || echo "snap-mux snap"); do
+			mflag=
+			[[ $sv == snap-mux ]] && mflag=--mux
+			rm -rf "${T:?}/dst/$sv" "$T/$sv.state"
+			mkdir "$T/dst/$sv"
+			pj=$("$PUSH" --rsh "$BIN" --lease "$LT" --host "${HOST[ours-tls]}" --dest "$T/dst/$sv" --state "$T/$sv.state" $mflag "$repo") ||
+				die "bench_sync_push $sv full failed"
+			rec full "$sv" "$rep" push_us "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["us"])' "$pj")"
+			f=$repo/${files[$(((rep * 104729) % ${#files[@]}))]}
+			python3 -c "import os,sys; n=os.path.getsize(sys.argv[1]); open(sys.argv[1],'wb').write(os.urandom(n))" "$f"
+			touch -d "@$(($(date +%s) + 100 + rep))" "$f"
+			pj=$("$PUSH" --rsh "$BIN" --lease "$LT" --host "${HOST[ours-tls]}" --dest "$T/dst/$sv" --state "$T/$sv.state" $mflag "$repo") ||
+				die "bench_sync_push $sv incremental failed"
+			python3 -c 'import json,sys; assert json.loads(sys.argv[1])["transferred"] == 1, sys.argv[1]' "$pj" ||
+				die "$sv: incremental did not transfer exactly one file: $pj"
+			for k in us manifest_us connect_us first_us; do
+				rec incr "$sv" "$rep" "$k" "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$pj" "$k")"
+			done
+			same_tree "$sv" || die "$sv: the snapshot sync left a different tree: $(head -5 "$T/diff.log")"
+			log "$sv rep $rep: full $(awk -F'\t' -v s="$sv" -v r="$rep" '$1=="full" && $2==s && $3==r {print $5/1000}' "$T/results.tsv") ms," \
+				"incremental $(awk -F'\t' -v s="$sv" -v r="$rep" '$1=="incr" && $2==s && $3==r && $4=="us" {print $5/1000}' "$T/results.tsv") ms"
+		done
 	done
-	same_tree snap || die "snapshot sync left a different tree: $(head -5 "$T/diff.log")"
 	log "sync.c with a snapshot: $reps reps done"
 fi
+
+# Pieces of an incremental push's fixed cost, each timed alone (median of $lat):
+# the tdx-runner process itself, and rsync's own protocol and exit waits with a
+# remote shell that costs nothing (`sh -c` on this machine, no SSH, no login shell).
+printf '#!/bin/sh\nshift\nexec sh -c "$*"\n' >"$T/localrsh"
+chmod 700 "$T/localrsh"
+printf '%s\0' "${files[0]}" >"$T/one.lst"
+mkdir -p "$T/dst/local"
+rsync -a --from0 "--files-from=$T/one.lst" -- "$repo/" "$T/dst/local/"
+for round in $(seq 1 "$lat"); do
+	timed "$T/p.log" "$BIN" --help || die "tdx-runner --help failed"
+	rec piece start "$round" us "$US"
+	touch "$repo/${files[0]}"
+	timed "$T/p.log" rsync -e "$T/localrsh" -a --links --safe-links --force --delete-missing-args --from0 \
+		"--files-from=$T/one.lst" --stats -- "$repo/" "x:$T/dst/local/" || die "local rsync failed: $(tail -3 "$T/p.log")"
+	rec piece rsync-local "$round" us "$US"
+done
 
 # Exec round trips, interleaved: each round runs every variant once (2 warm-up rounds).
 declare -A XC
@@ -506,15 +542,38 @@ w("- incremental / full, ours-tls, sync.c: **%s**%s" % (
     "%.1f%%" % (100 * inc) if inc else "n/a",
     "" if inc is None else (" (goal < 10%: met)" if inc < 0.10 else " (goal < 10%: not met)")))
 bi, bf = m("incr", "ssh", "xfer_us"), m("full", "ssh", "xfer_us")
-sf, si = m("full", "snap", "push_us"), m("incr", "snap", "push_us")
-if sf and si:
-    w("- **the real sync code with a snapshot** (`remote_sync_push` with `state_file`, ours-tls, timed in C by"
-      " `bench/bench_sync_push`): full %.3f s, incremental after a 1-file change %.3f s = **%.1f%%** of the full"
-      " sync (goal < 10%%: %s) - one rsync run of the changed files, no remote listing" % (
-          sf, si, 100.0 * si / sf, "met" if si < 0.1 * sf else "not met"))
+for sv, how in (("snap", "every rsync run's `tdx-runner rsh` connects by itself"),
+                ("snap-mux", "**as the job runs it** (the session connected and used once first, as the attestation"
+                             " gate does; then `remote_sync_push_worktree` with `remote_sync_opts.ssh`): the rsync"
+                             " runs are channels on that session through the multiplexer")):
+    sf, si = m("full", sv, "push_us"), m("incr", sv, "us")
+    if sf and si:
+        w("- the real sync code with a snapshot, %s (`%s`): full %.3f s, incremental after a 1-file change"
+          " %.3f s = **%.1f%%** of the full sync (goal < 10%%: %s)" % (
+              how, sv, sf, si, 100.0 * si / sf, "met" if si < 0.1 * sf else "not met"))
 w("- for comparison, plain `rsync -a -e ssh` (baseline, one run) incremental / full: %s;"
-  " one exec round trip (below) is the floor of every rsync run" %
+  " one exec round trip (below) is the floor of every rsync run that connects by itself" %
   ("%.1f%%" % (100 * bi / bf) if bi and bf else "n/a"))
+pieces = [
+    ("the `tdx-runner` process (exec, 40 shared libraries, exit): `tdx-runner --help`", m("piece", "start", "us")),
+    ("TCP + TLS + SSH handshake + auth (`remote_lease_connect`): what the multiplexer saves per rsync run",
+     m("incr", "snap-mux", "connect_us")),
+    ("the first command on a fresh session (`true`: sshd's first-session set-up + the login shell); the job"
+     " runs its attestation gate's quote fetch there before it syncs, `snap-mux` runs `true` untimed",
+     m("incr", "snap-mux", "first_us")),
+    ("the login shell in the box (`%s -c true` as sshd runs it, ~/.bashrc sourced; the pre-started"
+     " channel hides it)" % (env.get("B_SHELLRC") or "? 0 0").split()[0], float((env.get("B_SHELLRC") or "? 0 0").split()[1]) / 1e3),
+    ("rsync itself: both ends, protocol, and its exit waits (20 ms polls on each side), 1 file, remote shell"
+     " `sh -c` here", m("piece", "rsync-local", "us")),
+    ("libgit2 working-tree manifest (%d files; `snap` run)" % int(env["B_NFILES"]), m("incr", "snap", "manifest_us")),
+]
+w("")
+w("Where an incremental push's time goes (each piece timed alone, median ms; they overlap partly in a push):")
+w("")
+w("| piece | ms |")
+w("|---|---:|")
+for what, v in pieces:
+    w("| %s | %s |" % (what, "%.1f" % (v * 1e3) if v is not None else "n/a"))
 w("")
 w("### Exec round trip (`true`)")
 w("")

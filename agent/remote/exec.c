@@ -123,6 +123,8 @@ struct exec_state {
 	int eof_sent;
 	int in_dead; /* remote stopped reading stdin */
 	int out_done[2];
+	int resize_pending; /* a window-change still to be sent (EAGAIN) */
+	unsigned cols, rows;
 };
 
 static int chan_close_wait(struct exec_state *st, int64_t deadline, struct tdxr_err *err)
@@ -165,12 +167,15 @@ static void chan_free(struct remote_ssh *ssh, LIBSSH2_CHANNEL *ch, int dead)
 	}
 }
 
+/* A channel on the session as it is (no reconnect: used to cancel a command). */
 static int chan_open(struct remote_ssh *ssh, int64_t deadline, LIBSSH2_CHANNEL **out, struct tdxr_err *err)
 {
 	LIBSSH2_SESSION *s = remote__ssh_session(ssh);
 	LIBSSH2_CHANNEL *ch;
 
 	*out = NULL;
+	if (remote__ssh_is_dead(ssh))
+		return tdxr_err_set(err, TDXR_EIO, "ssh: the session is gone");
 	for (;;) {
 		ch = libssh2_channel_open_session(s);
 		if (ch != NULL)
@@ -184,6 +189,17 @@ static int chan_open(struct remote_ssh *ssh, int64_t deadline, LIBSSH2_CHANNEL *
 	return 0;
 }
 
+int remote__exec_kill_cmd(const char *token, char *out, size_t cap)
+{
+	int n = snprintf(out, cap,
+	                 "p=\"${TMPDIR:-/tmp}/.tdxr-exec-%s.pid\"; i=0; "
+	                 "while [ ! -s \"$p\" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; "
+	                 "[ -s \"$p\" ] && kill -TERM -\"$(cat \"$p\")\"; rm -f \"$p\"",
+	                 token);
+
+	return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
 /* Second channel: TERM to the command's process group (waits briefly for the pid file). */
 static void exec_kill_group(struct exec_state *st)
 {
@@ -193,12 +209,8 @@ static void exec_kill_group(struct exec_state *st)
 	int rc, n;
 	char sink[256];
 
-	n = snprintf(cmd, sizeof(cmd),
-	             "p=\"${TMPDIR:-/tmp}/.tdxr-exec-%s.pid\"; i=0; "
-	             "while [ ! -s \"$p\" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; "
-	             "[ -s \"$p\" ] && kill -TERM -\"$(cat \"$p\")\"; rm -f \"$p\"",
-	             st->token);
-	if (n < 0 || (size_t)n >= sizeof(cmd))
+	n = remote__exec_kill_cmd(st->token, cmd, sizeof(cmd));
+	if (n < 0)
 		return;
 	if (chan_open(st->ssh, deadline, &ch, NULL) != 0)
 		return;
@@ -327,6 +339,40 @@ static int pump_in(struct exec_state *st)
 	}
 }
 
+/* Sends a window-change when the caller flagged one; never blocks. */
+static void pump_resize(struct exec_state *st)
+{
+	const struct remote_exec_opts *o = st->o;
+	int rc;
+
+	if (!o->pty || o->resize == NULL || o->size_fn == NULL)
+		return;
+	if (atomic_exchange(o->resize, 0) != 0) {
+		unsigned c = 0, r = 0;
+
+		if (o->size_fn(o->size_ctx, &c, &r) == 0 && c > 0 && r > 0 && c < 10000 && r < 10000) {
+			st->cols = c;
+			st->rows = r;
+			st->resize_pending = 1;
+		}
+	}
+	if (!st->resize_pending)
+		return;
+	rc = libssh2_channel_request_pty_size_ex(st->ch, (int)st->cols, (int)st->rows, 0, 0);
+	if (rc != LIBSSH2_ERROR_EAGAIN)
+		st->resize_pending = 0; /* sent, or refused: the next change tries again */
+}
+
+/* libssh2 errors after which the session cannot be trusted to carry anything. */
+static int session_error(struct remote_ssh *ssh)
+{
+	int e = libssh2_session_last_errno(remote__ssh_session(ssh));
+
+	return e == LIBSSH2_ERROR_SOCKET_SEND || e == LIBSSH2_ERROR_SOCKET_RECV ||
+	       e == LIBSSH2_ERROR_SOCKET_DISCONNECT || e == LIBSSH2_ERROR_SOCKET_TIMEOUT ||
+	       e == LIBSSH2_ERROR_TIMEOUT || e == LIBSSH2_ERROR_DECRYPT || e == LIBSSH2_ERROR_PROTO;
+}
+
 static int need_stdin_fd(const struct exec_state *st)
 {
 	const struct remote_exec_opts *o = st->o;
@@ -401,7 +447,6 @@ int remote_exec_run(struct remote_ssh *ssh, const struct remote_exec_opts *o, st
 		goto out;
 	}
 	st->ssh = ssh;
-	st->session = remote__ssh_session(ssh);
 	st->o = o;
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
 		rc = tdxr_err_set(err, TDXR_ERROR, "exec: RAND_bytes");
@@ -427,9 +472,11 @@ int remote_exec_run(struct remote_ssh *ssh, const struct remote_exec_opts *o, st
 	now = remote__now_ms();
 	step_deadline = now + remote__ssh_timeout_ms(ssh);
 	cmd_deadline = o->timeout_ms > 0 ? now + o->timeout_ms : INT64_MAX;
-	rc = chan_open(ssh, step_deadline, &st->ch, err);
+	/* Only here may a dead session be re-established: nothing has run yet. */
+	rc = remote__ssh_chan_open(ssh, step_deadline, &st->ch, err);
 	if (rc != 0)
 		goto out;
+	st->session = remote__ssh_session(ssh);
 	if (o->pty) {
 		const char *term = o->term != NULL ? o->term : "xterm";
 
@@ -441,10 +488,12 @@ int remote_exec_run(struct remote_ssh *ssh, const struct remote_exec_opts *o, st
 				break;
 			if (remote__ssh_wait(ssh, step_deadline, "pty request", err) != 0) {
 				rc = TDXR_ETIMEOUT;
+				dead = 1;
 				goto out;
 			}
 		}
 		if (rc != 0) {
+			dead = session_error(ssh);
 			rc = tdxr_err_set(err, TDXR_EIO, "ssh: pty request refused: %s",
 			                  remote__ssh_errmsg(ssh));
 			goto out;
@@ -459,10 +508,13 @@ int remote_exec_run(struct remote_ssh *ssh, const struct remote_exec_opts *o, st
 			break;
 		if (remote__ssh_wait(ssh, step_deadline, "exec request", err) != 0) {
 			rc = TDXR_ETIMEOUT;
+			dead = 1;
 			goto out;
 		}
 	}
 	if (rc != 0) {
+		/* The request may have reached the box: never retried. */
+		dead = session_error(ssh);
 		rc = tdxr_err_set(err, TDXR_EIO, "ssh: exec request refused: %s", remote__ssh_errmsg(ssh));
 		goto out;
 	}
@@ -493,6 +545,7 @@ int remote_exec_run(struct remote_ssh *ssh, const struct remote_exec_opts *o, st
 		}
 		if (stop)
 			continue;
+		pump_resize(st);
 		progress |= pump_in(st);
 		if (st->out_done[0] && st->out_done[1]) {
 			rc = 0;

@@ -226,7 +226,6 @@ int remote_lease_connect_tuned(struct remote_lease *l, int timeout_ms, int keepa
 {
 	struct remote_endpoint ep;
 	struct remote_ssh_opts so;
-	struct remote_stream *s = NULL;
 	struct remote_ssh *ssh = NULL;
 	int rc;
 
@@ -240,16 +239,13 @@ int remote_lease_connect_tuned(struct remote_lease *l, int timeout_ms, int keepa
 	ep.ca_file = l->ca_file;
 	ep.connect_timeout_ms = timeout_ms;
 	ep.handshake_timeout_ms = timeout_ms;
-	rc = remote_stream_open(&ep, &s, err);
-	if (rc != 0)
-		return rc;
 	memset(&so, 0, sizeof(so));
 	so.user = l->user;
 	so.key_file = l->key_file;
 	so.host_key_pin = l->host_key;
 	so.timeout_ms = timeout_ms;
 	so.keepalive_s = keepalive_s;
-	rc = remote_ssh_open(s, &so, &ssh, err);
+	rc = remote_ssh_connect(&ep, &so, &ssh, err);
 	if (rc != 0)
 		return rc;
 	if (l->host_key == NULL) {

@@ -12,8 +12,8 @@
  * Ownership: whatever comes back through **out is the caller's and is freed with
  * the matching _free (every _free accepts NULL); pointers returned directly are
  * borrowed from the object they came from. One session is used by one thread at
- * a time; only the cancel flag may be written from another thread or a signal
- * handler.
+ * a time (a running multiplexer is that thread until remote_mux_stop); only the
+ * cancel and resize flags may be written from another thread or a signal handler.
  */
 #ifndef TDXR_REMOTE_REMOTE_H
 #define TDXR_REMOTE_REMOTE_H
@@ -61,6 +61,8 @@ struct remote_ssh_opts {
 	int timeout_ms;           /* bound on each blocking step (0 = 15 s) */
 	int keepalive_s;          /* keepalive interval (0 = 15 s, < 0 = off) */
 	int keepalive_max;        /* silent intervals before the peer is dead (0 = 3) */
+	int reconnect_max;        /* remote_ssh_connect only: attempts to re-establish a dead
+	                             session when a new channel is opened (0 = 3, < 0 = never) */
 };
 
 struct remote_ssh;
@@ -70,6 +72,17 @@ struct remote_ssh;
  * not the pinned one is TDXR_EAUTH naming both fingerprints. */
 int remote_ssh_open(struct remote_stream *stream, const struct remote_ssh_opts *o, struct remote_ssh **out,
                     struct tdxr_err *err);
+/* Dials ep (remote_stream_open) and runs remote_ssh_open over it, and remembers how
+ * (the strings of ep and o are copied). When a later channel open (exec, guest, mux)
+ * finds the session dead - the server closed it, the network failed, keepalives went
+ * unanswered - the session is re-established in place: same user and key, and the
+ * host key must be the one this first connection saw (pinned, even when o had no
+ * pin); up to reconnect_max attempts, 0.5 s, 1 s, 2 s ... apart. A channel that was
+ * running when the session died still fails: nothing is ever re-run. */
+int remote_ssh_connect(const struct remote_endpoint *ep, const struct remote_ssh_opts *o, struct remote_ssh **out,
+                       struct tdxr_err *err);
+/* How many times the session was re-established so far. */
+unsigned remote_ssh_reconnects(const struct remote_ssh *ssh);
 /* The server's host key as "SHA256:<base64, no padding>" (OpenSSH form); borrowed. */
 const char *remote_ssh_host_key(const struct remote_ssh *ssh);
 void remote_ssh_free(struct remote_ssh *ssh);
@@ -108,6 +121,12 @@ struct remote_exec_opts {
 	int timeout_ms;           /* whole command (0 = none) -> TDXR_ETIMEOUT */
 	const atomic_int *cancel; /* non-zero -> TERM to the remote process group,
 	                             close, TDXR_ECANCELED. NULL = none */
+	/* pty: window changes. When *resize is non-zero (set it from a SIGWINCH handler),
+	 * the loop clears it, asks size_fn for the new size and sends a window-change
+	 * request. NULL = none. */
+	atomic_int *resize;
+	int (*size_fn)(void *ctx, unsigned *cols, unsigned *rows); /* 0 = size valid */
+	void *size_ctx;
 };
 
 struct remote_exec_result {
@@ -125,6 +144,48 @@ int remote_exec_run(struct remote_ssh *ssh, const struct remote_exec_opts *o, st
  * (exposed for tests): "N\n" then N lines "NAME \ooo\ooo...\n". */
 int remote_env_encode(const struct remote_env *env, size_t n, uint8_t **out, size_t *len,
                       struct tdxr_err *err);
+
+/* ---- connection multiplexer ----------------------------------------------------
+ *
+ * One authenticated session serves many short-lived `tdx-runner rsh` processes (as
+ * OpenSSH's ControlMaster does): rsync's remote shell connects to a unix socket
+ * (SOCK_SEQPACKET, created 0600; put it in a 0700 directory) and hands over its
+ * stdin/stdout/stderr with the command; the multiplexer opens a new channel on the
+ * session, pumps the channel to and from those descriptors, and answers with the
+ * exit status. No TCP, TLS, SSH handshake or authentication per command; the host
+ * key was checked when the session was made. Both ends check that the peer has our
+ * uid (SO_PEERCRED). */
+
+struct remote_mux;
+
+/* Serves sock_path from a thread. From here until remote_mux_stop the session
+ * belongs to that thread: the caller must not use ssh (nor free it). A dead session
+ * is re-established for new channels when ssh came from remote_ssh_connect. A
+ * sock_path longer than a sockaddr_un holds is reached through its directory's
+ * /proc/self/fd link. */
+int remote_mux_start(struct remote_ssh *ssh, const char *sock_path, struct remote_mux **out,
+                     struct tdxr_err *err);
+/* Path to export as TDXR_MUX for `tdx-runner rsh` (borrowed). */
+const char *remote_mux_path(const struct remote_mux *mx);
+/* The multiplexer keeps one channel pre-started (on by default): the box's login
+ * shell - which may source rc files for tens of milliseconds - then runs before a
+ * client asks instead of after. Each client takes the ready channel and a new one
+ * starts. Turn it off before the last command of a series, so no login shell
+ * starts in the box for nothing (an unused one is closed at remote_mux_stop). */
+void remote_mux_prestart(struct remote_mux *mx, int on);
+/* Stops serving: channels still running are closed, the socket is unlinked, the
+ * thread joined; the session is the caller's again. Accepts NULL. */
+void remote_mux_stop(struct remote_mux *mx);
+
+/* The client: runs command through the multiplexer at sock_path with fd_in/out/err
+ * as its stdin/stdout/stderr (they are passed over the socket; the caller keeps its
+ * own copies) and waits for it. TDXR_ENOTFOUND when nothing serves sock_path and
+ * TDXR_ETOOBIG when it serves too many commands already (the caller may then
+ * connect by itself: nothing was run); other errors come from the multiplexer
+ * (connection lost, channel refused). cancel as in remote_exec_opts: non-zero ends
+ * the wait, which closes the channel (TDXR_ECANCELED). */
+int remote_mux_exec(const char *sock_path, const char *command, int fd_in, int fd_out, int fd_err,
+                    const atomic_int *cancel, struct remote_exec_result *res, struct tdxr_err *err);
 
 /* ---- guest agent ------------------------------------------------------------ */
 

@@ -1,7 +1,9 @@
 /*
  * sync.c - the source tree into the box: libgit2 manifests, a per-URL fetch cache
  * with a detached checkout, and the rsync driver (list, plan, guard, delete,
- * transfer; copy-back of artifacts).
+ * transfer; incremental pushes from a snapshot; copy-back of artifacts). Given a
+ * session (remote_sync_opts.ssh), a call serves it to its rsync runs' remote shell
+ * through a multiplexer (mux.c) on a socket in the call's private temp directory.
  *
  * Invariants: a manifest holds only clean relative paths (no "", ".", ".." or
  * ".git" component), sorted and unique, regular files and safe symlinks only;
@@ -12,6 +14,8 @@
  * the token only reaches libgit2's credential callback.
  */
 #include "agent/remote/sync.h"
+
+#include "agent/remote/remote.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -230,9 +234,17 @@ int remote_sync_path_check(const char *path, struct tdxr_err *err)
 
 /* ------------------------------------------------------------------ manifest */
 
+/* Size and mtime of a path as the working-tree manifest saw it (lstat). */
+struct sync_fstat {
+	long long size, sec;
+	long nsec;
+};
+
 struct remote_sync_manifest {
 	struct sync_strv paths;
 	size_t skipped;
+	struct sync_fstat *fst; /* worktree manifests: fst[i] for paths.v[i]; else NULL */
+	size_t fst_cap;
 };
 
 size_t remote_sync_manifest_count(const struct remote_sync_manifest *m)
@@ -260,7 +272,68 @@ void remote_sync_manifest_free(struct remote_sync_manifest *m)
 	if (!m)
 		return;
 	sync_strv_dispose(&m->paths);
+	free(m->fst);
 	free(m);
+}
+
+/* Records st for the path just added as paths.v[n-1]. */
+static int sync_manifest_fst_add(struct remote_sync_manifest *m, const struct stat *st, struct tdxr_err *err)
+{
+	if (m->paths.n > m->fst_cap) {
+		size_t ncap = m->paths.cap > m->paths.n ? m->paths.cap : m->paths.n;
+		struct sync_fstat *nf = realloc(m->fst, ncap * sizeof(*nf));
+
+		if (!nf)
+			return tdxr_err_set(err, TDXR_ENOMEM, "sync: out of memory");
+		m->fst = nf;
+		m->fst_cap = ncap;
+	}
+	m->fst[m->paths.n - 1] = (struct sync_fstat){ (long long)st->st_size, (long long)st->st_mtim.tv_sec,
+		                                      (long)st->st_mtim.tv_nsec };
+	return 0;
+}
+
+struct sync_pair {
+	char *p;
+	struct sync_fstat f;
+};
+
+static int sync_pair_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct sync_pair *)a)->p, ((const struct sync_pair *)b)->p);
+}
+
+/* sync_strv_sort_uniq for a manifest whose paths carry stats. */
+static int sync_manifest_sort(struct remote_sync_manifest *m, struct tdxr_err *err)
+{
+	struct sync_pair *pv;
+	size_t w = 0;
+
+	if (!m->fst) {
+		sync_strv_sort_uniq(&m->paths);
+		return 0;
+	}
+	pv = malloc((m->paths.n ? m->paths.n : 1) * sizeof(*pv));
+	if (!pv)
+		return tdxr_err_set(err, TDXR_ENOMEM, "sync: out of memory");
+	for (size_t i = 0; i < m->paths.n; i++)
+		pv[i] = (struct sync_pair){ m->paths.v[i], m->fst[i] };
+	if (m->paths.n > 1)
+		qsort(pv, m->paths.n, sizeof(*pv), sync_pair_cmp);
+	for (size_t i = 0; i < m->paths.n; i++) {
+		if (w > 0 && strcmp(pv[w - 1].p, pv[i].p) == 0) {
+			free(pv[i].p);
+			continue;
+		}
+		pv[w++] = pv[i];
+	}
+	for (size_t i = 0; i < w; i++) {
+		m->paths.v[i] = pv[i].p;
+		m->fst[i] = pv[i].f;
+	}
+	m->paths.n = w;
+	free(pv);
+	return 0;
 }
 
 int remote_sync_manifest_write(const struct remote_sync_manifest *m, const char *file, struct tdxr_err *err)
@@ -406,7 +479,7 @@ out:
 
 /* Every parent of path below root must be a real directory (not a symlink), so
  * rsync's open of root/path cannot be redirected out of the tree. */
-static bool sync_parents_are_dirs(const char *root, const char *path, char *checked, size_t cap)
+static bool sync_parents_are_dirs(int rfd, const char *path, char *checked, size_t cap)
 {
 	const char *slash = strrchr(path, '/');
 	size_t plen = slash ? (size_t)(slash - path) : 0;
@@ -418,9 +491,10 @@ static bool sync_parents_are_dirs(const char *root, const char *path, char *chec
 	if (plen < cap && strncmp(checked, path, plen) == 0 && checked[plen] == '\0')
 		return true;
 	for (const char *q = strchr(path, '/'); q && q <= slash; q = strchr(q + 1, '/')) {
-		int n = snprintf(buf, sizeof(buf), "%s/%.*s", root, (int)(q - path), path);
+		int n = snprintf(buf, sizeof(buf), "%.*s", (int)(q - path), path);
 
-		if (n < 0 || (size_t)n >= sizeof(buf) || lstat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
+		if (n < 0 || (size_t)n >= sizeof(buf) || fstatat(rfd, buf, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISDIR(st.st_mode))
 			return false;
 	}
 	if (plen < cap) {
@@ -430,37 +504,42 @@ static bool sync_parents_are_dirs(const char *root, const char *path, char *chec
 	return true;
 }
 
-static int sync_manifest_add_disk(struct remote_sync_manifest *m, const char *root, const char *path,
-                                  char *checked, size_t cap, struct tdxr_err *err)
+/* rfd: the working tree's root directory (paths are looked up relative to it). */
+static int sync_manifest_add_disk(struct remote_sync_manifest *m, int rfd, const char *path, char *checked,
+                                  size_t cap, struct tdxr_err *err)
 {
-	char full[PATH_MAX], target[SYNC_LINK_MAX + 1];
+	char target[SYNC_LINK_MAX + 1];
 	struct stat st;
 	ssize_t n;
-	int rc;
 
 	if (!sync_path_is_clean(path)) {
 		sync_manifest_skip(m, path, "unsafe path");
 		return 0;
 	}
-	rc = sync_join(full, sizeof(full), root, path, err);
-	if (rc)
-		return rc;
-	if (lstat(full, &st) != 0)
+	if (fstatat(rfd, path, &st, AT_SYMLINK_NOFOLLOW) != 0)
 		return 0; /* deleted in the working tree */
-	if (!sync_parents_are_dirs(root, path, checked, cap)) {
+	if (!sync_parents_are_dirs(rfd, path, checked, cap)) {
 		sync_manifest_skip(m, path, "a parent directory is a symlink");
 		return 0;
 	}
-	if (S_ISREG(st.st_mode))
-		return sync_strv_add(&m->paths, path, err);
+	if (S_ISREG(st.st_mode)) {
+		size_t before = m->paths.n;
+		int rc = sync_strv_add(&m->paths, path, err);
+
+		return rc || m->paths.n == before ? rc : sync_manifest_fst_add(m, &st, err);
+	}
 	if (S_ISLNK(st.st_mode)) {
-		n = readlink(full, target, sizeof(target));
+		size_t before = m->paths.n;
+		int rc;
+
+		n = readlinkat(rfd, path, target, sizeof(target));
 		if (n < 0 || (size_t)n >= sizeof(target)) {
 			sync_manifest_skip(m, path, "unreadable symlink");
 			return 0;
 		}
 		target[n] = '\0';
-		return sync_manifest_link(m, path, target, err);
+		rc = sync_manifest_link(m, path, target, err);
+		return rc || m->paths.n == before ? rc : sync_manifest_fst_add(m, &st, err);
 	}
 	if (S_ISDIR(st.st_mode))
 		sync_manifest_skip(m, path, "submodule or nested repository (not synced)");
@@ -479,8 +558,7 @@ int remote_sync_manifest_worktree(const char *repo_dir, struct remote_sync_manif
 	git_index *idx = NULL;
 	char checked[PATH_MAX] = "";
 	const char *root;
-	char *rootdup = NULL;
-	int rc = 0;
+	int rc = 0, rfd = -1;
 
 	*out = NULL;
 	git_libgit2_init();
@@ -500,13 +578,11 @@ int remote_sync_manifest_worktree(const char *repo_dir, struct remote_sync_manif
 		                  repo_dir);
 		goto out;
 	}
-	rootdup = strdup(root);
-	if (!rootdup) {
-		rc = tdxr_err_set(err, TDXR_ENOMEM, "sync: out of memory");
+	rfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rfd < 0) {
+		rc = tdxr_err_set(err, TDXR_ENOTFOUND, "sync: %s: %s", root, strerror(errno));
 		goto out;
 	}
-	if (strlen(rootdup) > 1 && rootdup[strlen(rootdup) - 1] == '/')
-		rootdup[strlen(rootdup) - 1] = '\0';
 	if (git_repository_index(&idx, repo) != 0) {
 		rc = sync_git_err(err, TDXR_EIO, "sync: reading index");
 		goto out;
@@ -520,7 +596,7 @@ int remote_sync_manifest_worktree(const char *repo_dir, struct remote_sync_manif
 			sync_manifest_skip(m, e->path, "submodule (not synced)");
 			continue;
 		}
-		rc = sync_manifest_add_disk(m, rootdup, e->path, checked, sizeof(checked), err);
+		rc = sync_manifest_add_disk(m, rfd, e->path, checked, sizeof(checked), err);
 	}
 	if (rc)
 		goto out;
@@ -544,16 +620,18 @@ int remote_sync_manifest_worktree(const char *repo_dir, struct remote_sync_manif
 			sync_manifest_skip(m, p, "nested repository (not synced)");
 			continue;
 		}
-		rc = sync_manifest_add_disk(m, rootdup, p, checked, sizeof(checked), err);
+		rc = sync_manifest_add_disk(m, rfd, p, checked, sizeof(checked), err);
 	}
+	if (!rc)
+		rc = sync_manifest_sort(m, err);
 	if (rc)
 		goto out;
-	sync_strv_sort_uniq(&m->paths);
 	*out = m;
 	m = NULL;
 out:
 	remote_sync_manifest_free(m);
-	free(rootdup);
+	if (rfd >= 0)
+		close(rfd);
 	git_status_list_free(st);
 	git_index_free(idx);
 	git_repository_free(repo);
@@ -881,7 +959,8 @@ static uint64_t sync_now_ms(void)
 static const char *const sync_env_allow[] = { "PATH",     "HOME", "USER",   "LOGNAME", "LANG",
 	                                      "LC_CTYPE", "TZ",   "TMPDIR", NULL };
 
-static int sync_env_build(const struct remote_sync_opts *o, struct sync_strv *env, struct tdxr_err *err)
+static int sync_env_build(const struct remote_sync_opts *o, const char *mux, struct sync_strv *env,
+                          struct tdxr_err *err)
 {
 	int rc = 0;
 
@@ -905,6 +984,15 @@ static int sync_env_build(const struct remote_sync_opts *o, struct sync_strv *en
 	}
 	if (!rc)
 		rc = sync_strv_add(env, "LC_ALL=C", err); /* stable, parseable rsync output */
+	if (!rc && mux) { /* our multiplexer's socket, for `tdx-runner rsh` (not a secret) */
+		struct tdxr_buf b;
+
+		tdxr_buf_init(&b, PATH_MAX + 16);
+		rc = tdxr_buf_appendf(&b, err, "TDXR_MUX=%s", mux);
+		if (!rc)
+			rc = sync_strv_add(env, (const char *)b.data, err);
+		tdxr_buf_dispose(&b);
+	}
 	return rc;
 }
 
@@ -1009,7 +1097,7 @@ static void sync_child_stop(pid_t pid)
 }
 
 /* Runs argv (argv[0] searched in PATH) to completion, streaming its output. */
-static int sync_exec(const struct remote_sync_opts *o, char *const *argv, struct sync_run *r,
+static int sync_exec(const struct remote_sync_opts *o, char *const *argv, const char *mux, struct sync_run *r,
                      struct tdxr_err *err)
 {
 	struct sync_strv env = { 0 };
@@ -1018,7 +1106,7 @@ static int sync_exec(const struct remote_sync_opts *o, char *const *argv, struct
 	uint64_t deadline = o->timeout_ms ? sync_now_ms() + o->timeout_ms : 0;
 	pid_t pid = -1;
 
-	rc = sync_env_build(o, &env, err);
+	rc = sync_env_build(o, mux, &env, err);
 	if (!rc)
 		rc = sync_strv_addn(&env, "", 0, err);
 	if (!rc) {
@@ -1162,8 +1250,9 @@ static bool sync_dest_ok(const char *s)
 
 struct sync_cmd {
 	struct sync_strv argv;
-	char *e_arg;  /* "-e" value */
-	char *remote; /* HOST:DEST/ */
+	char *e_arg;     /* "-e" value */
+	char *remote;    /* HOST:DEST/ */
+	const char *mux; /* multiplexer socket for the remote shell (TDXR_MUX), or NULL */
 };
 
 static void sync_cmd_dispose(struct sync_cmd *c)
@@ -1231,7 +1320,7 @@ static int sync_cmd_run(struct sync_cmd *c, const struct remote_sync_opts *o, st
 	free(c->argv.v[c->argv.n - 1]);
 	c->argv.v[c->argv.n - 1] = NULL; /* argv terminator; dispose stops at n */
 	c->argv.n--;
-	return sync_exec(o, c->argv.v, r, err);
+	return sync_exec(o, c->argv.v, c->mux, r, err);
 }
 
 /* Decodes rsync's "\#ooo" escapes in place (rsync escapes control bytes and a
@@ -1255,6 +1344,8 @@ static size_t sync_unescape(char *s, size_t len)
 struct sync_tmp {
 	char dir[PATH_MAX];
 	char empty[PATH_MAX];
+	char mux_path[PATH_MAX];
+	struct remote_mux *mux; /* serving mux_path while the call runs (o->ssh) */
 	bool made;
 };
 
@@ -1269,6 +1360,8 @@ static int sync_rm_cb(const char *p, const struct stat *sb, int flag, struct FTW
 
 static void sync_tmp_dispose(struct sync_tmp *t)
 {
+	remote_mux_stop(t->mux); /* before its socket's directory goes */
+	t->mux = NULL;
 	if (t->made)
 		nftw(t->dir, sync_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	t->made = false;
@@ -1291,6 +1384,24 @@ static int sync_tmp_init(struct sync_tmp *t, struct tdxr_err *err)
 	return 0;
 }
 
+/* With o->ssh, serves the session on a socket in the (0700) temp directory for
+ * this call's rsync runs. A multiplexer that cannot start is not fatal: the remote
+ * shell then connects by itself. */
+static void sync_tmp_mux(struct sync_tmp *t, const struct remote_sync_opts *o)
+{
+	struct tdxr_err e;
+
+	if (!o->ssh || sync_join(t->mux_path, sizeof(t->mux_path), t->dir, "mux", &e) ||
+	    remote_mux_start(o->ssh, t->mux_path, &t->mux, &e) == 0)
+		return;
+	TDXR_WARN(SYNC_MOD, "rsync will connect by itself: %s", e.msg);
+}
+
+static const char *sync_tmp_mux_path(const struct sync_tmp *t)
+{
+	return t->mux ? t->mux_path : NULL;
+}
+
 struct sync_entry {
 	char *path; /* without trailing '/' */
 	bool dir;
@@ -1310,6 +1421,7 @@ static int sync_remote_list(const struct remote_sync_opts *o, const struct sync_
 	tdxr_buf_init(&out, SYNC_LIST_MAX);
 	r.capture = &out;
 	rc = sync_cmd_init(&c, o, err);
+	c.mux = sync_tmp_mux_path(t);
 	if (!rc)
 		rc = sync_join(src, sizeof(src), t->empty, "", err);
 	for (const char *a[] = { "-r", "--links", "--dry-run", "--delete", "--out-format=%i|%n", "--", src,
@@ -1478,13 +1590,39 @@ static int sync_mkparents(const char *root, const char *path, struct tdxr_err *e
 	return rc;
 }
 
+/* A NUL-separated list into a new file of our private temp directory (0600; no
+ * fsync: it lives for one rsync run). */
 static int sync_list_write(const struct sync_strv *s, const char *file, struct tdxr_err *err)
 {
-	struct remote_sync_manifest tmp;
+	struct tdxr_buf b;
+	int rc = 0, fd;
 
-	tmp.paths = *s;
-	tmp.skipped = 0;
-	return remote_sync_manifest_write(&tmp, file, err);
+	tdxr_buf_init(&b, SYNC_MANIFEST_MAX);
+	for (size_t i = 0; i < s->n && !rc; i++)
+		rc = tdxr_buf_append(&b, s->v[i], strlen(s->v[i]) + 1, err);
+	if (rc) {
+		tdxr_buf_dispose(&b);
+		return rc;
+	}
+	fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		tdxr_buf_dispose(&b);
+		return tdxr_err_set(err, TDXR_EIO, "sync: cannot create %s: %s", file, strerror(errno));
+	}
+	for (size_t off = 0; off < b.len && !rc;) {
+		ssize_t w = write(fd, b.data + off, b.len - off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			rc = tdxr_err_set(err, TDXR_EIO, "sync: writing %s: %s", file, strerror(errno));
+		else
+			off += (size_t)w;
+	}
+	if (close(fd) != 0 && !rc)
+		rc = tdxr_err_set(err, TDXR_EIO, "sync: writing %s: %s", file, strerror(errno));
+	tdxr_buf_dispose(&b);
+	return rc;
 }
 
 /* Deletes the planned entries: each is a missing argument of a run from a
@@ -1506,8 +1644,10 @@ static int sync_remote_delete(const struct remote_sync_opts *o, const struct syn
 		rc = sync_join(src, sizeof(src), t->empty, "", err);
 	if (!rc && (size_t)snprintf(from, sizeof(from), "--files-from=%s", list) >= sizeof(from))
 		rc = tdxr_err_set(err, TDXR_EINVAL, "sync: temp path too long");
-	if (!rc)
+	if (!rc) {
 		rc = sync_cmd_init(&c, o, err);
+		c.mux = sync_tmp_mux_path(t);
+	}
 	for (const char *a[] = { "-r", "--force", "--delete-missing-args", "--from0", from, "--", src,
 	                         c.remote, NULL },
 	                *const *w = a;
@@ -1523,38 +1663,58 @@ static int sync_remote_delete(const struct remote_sync_opts *o, const struct syn
 
 /* ---- incremental pushes from a snapshot of the last one ---- */
 
-/* One record per manifest path: "<size>:<mtime sec>:<mtime nsec>:<path>\0". */
-static int snap_stat(const char *root, const char *path, struct stat *st)
+/* One record per manifest path: "<size>:<mtime sec>:<mtime nsec>:<path>\0".
+ * The stat is taken BEFORE the transfer (a working-tree manifest carries the one it
+ * took; others are stat'ed when the push starts): a file that changes while rsync
+ * runs then differs from its record and is sent again next time (recording it
+ * afterwards would mark a version the box may never have received as sent). */
+static int snap_stat(int dfd, const char *path, struct stat *st)
 {
-	char p[PATH_MAX];
-
-	if ((size_t)snprintf(p, sizeof(p), "%s/%s", root, path) >= sizeof(p))
-		return -1;
-	return lstat(p, st);
+	return fstatat(dfd, path, st, AT_SYMLINK_NOFOLLOW);
 }
 
-static int snap_write(const char *file, const char *root, const struct remote_sync_manifest *m,
-                      struct tdxr_err *err)
+static int snap_add(struct tdxr_buf *b, const char *path, const struct sync_fstat *f, struct tdxr_err *err)
 {
-	struct tdxr_buf b;
-	size_t i;
+	char num[96];
+	int n = snprintf(num, sizeof(num), "%lld:%lld:%ld:", f->size, f->sec, f->nsec);
+	int rc = tdxr_buf_append(b, num, (size_t)n, err);
+
+	return rc ? rc : tdxr_buf_append(b, path, strlen(path) + 1, err);
+}
+
+/* Size and mtime of manifest path i: as the working-tree manifest saw it (it was
+ * made before this push), else looked up now. 0 = *f valid. */
+static int snap_get(int dfd, const struct remote_sync_manifest *m, size_t i, struct sync_fstat *f)
+{
+	struct stat st;
+
+	if (m->fst) {
+		*f = m->fst[i];
+		return 0;
+	}
+	if (snap_stat(dfd, m->paths.v[i], &st) != 0)
+		return -1;
+	*f = (struct sync_fstat){ (long long)st.st_size, (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec };
+	return 0;
+}
+
+/* The snapshot of every manifest path (full pushes). */
+static int snap_collect(int dfd, const struct remote_sync_manifest *m, struct tdxr_buf *b, struct tdxr_err *err)
+{
 	int rc = 0;
 
-	tdxr_buf_init(&b, 256u << 20);
-	for (i = 0; i < m->paths.n && !rc; i++) {
-		struct stat st;
+	for (size_t i = 0; i < m->paths.n && !rc; i++) {
+		struct sync_fstat f;
 
-		if (snap_stat(root, m->paths.v[i], &st) != 0)
-			continue;
-		rc = tdxr_buf_appendf(&b, err, "%lld:%lld:%ld:", (long long)st.st_size, (long long)st.st_mtim.tv_sec,
-		                      (long)st.st_mtim.tv_nsec);
-		if (!rc)
-			rc = tdxr_buf_append(&b, m->paths.v[i], strlen(m->paths.v[i]) + 1, err);
+		if (snap_get(dfd, m, i, &f) == 0)
+			rc = snap_add(b, m->paths.v[i], &f, err);
 	}
-	if (!rc)
-		rc = tdxr_file_write_atomic(file, b.data ? (const char *)b.data : "", b.len, 0600, err);
-	tdxr_buf_dispose(&b);
 	return rc;
+}
+
+static int snap_commit(const char *file, const struct tdxr_buf *b, struct tdxr_err *err)
+{
+	return tdxr_file_write_atomic(file, b->data ? (const char *)b->data : "", b->len, 0600, err);
 }
 
 struct snap_entry {
@@ -1615,6 +1775,9 @@ static int snap_load(const char *file, uint8_t **text, struct snap_entry **out, 
 		off += rl + 1;
 	}
 	qsort(v, cnt, sizeof(*v), snap_cmp);
+	for (size_t i = 1; i < cnt; i++)
+		if (strcmp(v[i - 1].path, v[i].path) == 0)
+			goto bad; /* not one we wrote */
 	*out = v;
 	*n = cnt;
 	return 0;
@@ -1625,43 +1788,50 @@ bad:
 	return -1;
 }
 
-/* One rsync run: changed files and deletions (missing args) from the snapshot. 1 = done,
- * 0 = no usable snapshot (the caller does a full push), < 0 = error. */
-static int sync_push_incremental(const char *src, const struct remote_sync_manifest *m,
-                                 const struct remote_sync_opts *o, struct sync_tmp *t,
+/* One rsync run: changed files and deletions (missing args) from the snapshot;
+ * snap_new gets the snapshot to commit after it. 1 = done, 2 = nothing to do (no
+ * run; the old snapshot stands), 0 = no usable snapshot (the caller does a full
+ * push), < 0 = error. */
+static int sync_push_incremental(const char *src, int dfd, const struct remote_sync_manifest *m,
+                                 const struct remote_sync_opts *o, const struct sync_tmp *t, struct tdxr_buf *snap_new,
                                  struct remote_sync_result *res, struct tdxr_err *err)
 {
-	struct snap_entry *snap = NULL, key;
+	struct snap_entry *snap = NULL;
 	struct sync_strv list = { 0 };
 	struct sync_cmd c = { 0 };
 	struct sync_run r = { 0 };
 	uint8_t *text = NULL;
-	size_t nsnap = 0, i, deleted = 0;
+	size_t nsnap = 0, i, k, deleted = 0;
 	unsigned pct = o->delete_max_pct ? o->delete_max_pct : 50;
 	size_t minf = o->delete_min_files ? o->delete_min_files : 100;
 	char lst[PATH_MAX], from[PATH_MAX + 16];
-	struct tdxr_buf b;
 	int rc;
 
 	if (snap_load(o->state_file, &text, &snap, &nsnap) != 0)
 		return 0;
-	for (i = 0; i < m->paths.n; i++) {
-		struct stat st;
-		struct snap_entry *e;
+	/* One merge walk over two lists sorted the same way (strcmp): manifest paths
+	 * that are new or whose size/mtime moved, and snapshot paths that left. */
+	for (i = 0, k = 0; i < m->paths.n || k < nsnap;) {
+		int cmp = i >= m->paths.n ? 1 : k >= nsnap ? -1 : strcmp(m->paths.v[i], snap[k].path);
+		struct sync_fstat st;
+		int have;
 
-		key.path = m->paths.v[i];
-		e = bsearch(&key, snap, nsnap, sizeof(*snap), snap_cmp);
-		if (snap_stat(src, m->paths.v[i], &st) != 0 || e == NULL || e->size != (long long)st.st_size ||
-		    e->sec != (long long)st.st_mtim.tv_sec || e->nsec != (long)st.st_mtim.tv_nsec)
-			if ((rc = sync_strv_add(&list, m->paths.v[i], err)))
-				goto out;
-	}
-	for (i = 0; i < nsnap; i++)
-		if (!remote_sync_manifest_has(m, snap[i].path)) {
-			if ((rc = sync_strv_add(&list, snap[i].path, err)))
+		if (cmp > 0) { /* in the snapshot only: deleted */
+			if ((rc = sync_strv_add(&list, snap[k++].path, err)))
 				goto out;
 			deleted++;
+			continue;
 		}
+		have = snap_get(dfd, m, i, &st) == 0;
+		if (have && (rc = snap_add(snap_new, m->paths.v[i], &st, err)))
+			goto out;
+		if (!have || cmp < 0 || snap[k].size != st.size || snap[k].sec != st.sec || snap[k].nsec != st.nsec)
+			if ((rc = sync_strv_add(&list, m->paths.v[i], err)))
+				goto out;
+		i++;
+		if (cmp == 0)
+			k++;
+	}
 	if (res) {
 		res->remote_entries = nsnap;
 		res->deleted = deleted;
@@ -1674,26 +1844,24 @@ static int sync_push_incremental(const char *src, const struct remote_sync_manif
 		goto out;
 	}
 	if (o->dry_run || list.n == 0) {
-		rc = 1; /* nothing changed: nothing to run */
+		rc = 2; /* nothing changed (the snapshot stays as it is): nothing to run */
 		goto out;
 	}
-	tdxr_buf_init(&b, 256u << 20);
-	for (i = 0, rc = 0; i < list.n && !rc; i++)
-		rc = tdxr_buf_append(&b, list.v[i], strlen(list.v[i]) + 1, err);
+	rc = sync_join(lst, sizeof(lst), t->dir, "changed.lst", err);
 	if (!rc)
-		rc = sync_join(lst, sizeof(lst), t->dir, "changed.lst", err);
-	if (!rc)
-		rc = tdxr_file_write_atomic(lst, b.data ? (const char *)b.data : "", b.len, 0600, err);
-	tdxr_buf_dispose(&b);
+		rc = sync_list_write(&list, lst, err);
 	if (!rc && (size_t)snprintf(from, sizeof(from), "--files-from=%s", lst) >= sizeof(from))
 		rc = tdxr_err_set(err, TDXR_EINVAL, "sync: temp path too long");
-	if (!rc)
+	if (!rc) {
 		rc = sync_cmd_init(&c, o, err);
+		c.mux = sync_tmp_mux_path(t);
+	}
 	for (const char *a[] = { "-a", "--links", "--safe-links", "--force", "--delete-missing-args", "--from0",
 	                         from, "--stats", "--", src, c.remote, NULL },
 	                *const *w = a;
 	     !rc && *w; w++)
 		rc = sync_strv_add(&c.argv, *w, err);
+	remote_mux_prestart(t->mux, 0); /* the only run: no channel for a next one */
 	if (!rc)
 		rc = sync_cmd_run(&c, o, &r, err);
 	if (rc) {
@@ -1711,37 +1879,25 @@ out:
 	return rc;
 }
 
-int remote_sync_push(const char *repo_dir, const struct remote_sync_manifest *m,
-                     const struct remote_sync_opts *o, struct remote_sync_result *res, struct tdxr_err *err)
+/* remote_sync_push in a prepared temp directory (and multiplexer). */
+static int sync_push_in(const char *repo_dir, const struct remote_sync_manifest *m,
+                        const struct remote_sync_opts *o, const struct sync_tmp *t, struct remote_sync_result *res,
+                        struct tdxr_err *err)
 {
 	struct sync_strv files = { 0 }, dirs = { 0 };
 	struct sync_plan pl = { 0 };
-	struct sync_tmp t = { 0 };
 	struct sync_run r = { 0 };
 	struct sync_cmd c = { 0 };
+	struct tdxr_buf snap;
 	git_repository *repo = NULL;
 	char list[PATH_MAX], from[PATH_MAX + 16], *src = NULL;
 	unsigned pct = o->delete_max_pct ? o->delete_max_pct : 50;
 	size_t minf = o->delete_min_files ? o->delete_min_files : 100;
-	int rc;
+	int rc, dfd = -1, git = 0;
 
-	assert(repo_dir && m && o);
-	if (res)
-		memset(res, 0, sizeof(*res));
-	git_libgit2_init();
-	rc = sync_tmp_init(&t, err);
-	if (rc)
-		goto out;
+	tdxr_buf_init(&snap, 256u << 20);
 	src = realpath(repo_dir, NULL);
-	if (!src) {
-		rc = tdxr_err_set(err, TDXR_ENOTFOUND, "sync: source %s: %s", repo_dir, strerror(errno));
-		goto out;
-	}
-	if (git_repository_open(&repo, src) != 0) {
-		rc = sync_git_err(err, TDXR_ENOTFOUND, "sync: opening the source repository");
-		goto out;
-	}
-	if (o->state_file) {
+	if (src) {
 		size_t n = strlen(src);
 		char *s2 = realloc(src, n + 2);
 
@@ -1751,16 +1907,30 @@ int remote_sync_push(const char *repo_dir, const struct remote_sync_manifest *m,
 		}
 		src = s2;
 		if (n == 0 || src[n - 1] != '/')
-			memcpy(src + n, "/", 2);
-		rc = sync_push_incremental(src, m, o, &t, res, err);
+			memcpy(src + n, "/", 2); /* rsync: the directory's contents */
+		dfd = open(src, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	}
+	if (!src || dfd < 0) {
+		rc = tdxr_err_set(err, TDXR_ENOTFOUND, "sync: source %s: %s", repo_dir, strerror(errno));
+		goto out;
+	}
+	/* Incremental first: it needs no libgit2 (whose start-up loads the CA bundle). */
+	if (o->state_file) {
+		rc = sync_push_incremental(src, dfd, m, o, t, &snap, res, err);
 		if (rc < 0)
 			goto out;
-		if (rc == 1) {
-			rc = o->dry_run ? 0 : snap_write(o->state_file, src, m, err);
+		if (rc > 0) {
+			rc = o->dry_run || rc == 2 ? 0 : snap_commit(o->state_file, &snap, err);
 			goto out;
 		}
 	}
-	rc = sync_remote_list(o, &t, &files, &dirs, err);
+	git_libgit2_init();
+	git = 1;
+	if (git_repository_open(&repo, src) != 0) {
+		rc = sync_git_err(err, TDXR_ENOTFOUND, "sync: opening the source repository");
+		goto out;
+	}
+	rc = sync_remote_list(o, t, &files, &dirs, err);
 	if (!rc)
 		rc = sync_plan_make(repo, m, &files, &dirs, &pl, err);
 	if (rc)
@@ -1782,28 +1952,20 @@ int remote_sync_push(const char *repo_dir, const struct remote_sync_manifest *m,
 	if (o->dry_run)
 		goto out;
 	if (pl.del.n) {
-		rc = sync_remote_delete(o, &t, &pl, &r, err);
+		rc = sync_remote_delete(o, t, &pl, &r, err);
 		if (rc)
 			goto out;
 	}
-	rc = sync_join(list, sizeof(list), t.dir, "manifest.lst", err);
+	rc = sync_join(list, sizeof(list), t->dir, "manifest.lst", err);
 	if (!rc)
-		rc = remote_sync_manifest_write(m, list, err);
+		rc = sync_list_write(&m->paths, list, err);
 	if (!rc && (size_t)snprintf(from, sizeof(from), "--files-from=%s", list) >= sizeof(from))
 		rc = tdxr_err_set(err, TDXR_EINVAL, "sync: temp path too long");
-	if (!rc)
-		rc = sync_cmd_init(&c, o, err);
+	if (!rc && o->state_file)
+		rc = snap_collect(dfd, m, &snap, err); /* before the transfer: see snap_add */
 	if (!rc) {
-		size_t n = strlen(src);
-		char *s2 = realloc(src, n + 2);
-
-		if (!s2) {
-			rc = tdxr_err_set(err, TDXR_ENOMEM, "sync: out of memory");
-		} else {
-			src = s2;
-			if (n == 0 || src[n - 1] != '/')
-				memcpy(src + n, "/", 2);
-		}
+		rc = sync_cmd_init(&c, o, err);
+		c.mux = sync_tmp_mux_path(t);
 	}
 	for (const char *a[] = { "-a", "--links", "--safe-links", "--force", "--from0", from, "--stats", "--",
 	                         src, c.remote, NULL },
@@ -1811,6 +1973,7 @@ int remote_sync_push(const char *repo_dir, const struct remote_sync_manifest *m,
 	     !rc && *w; w++)
 		rc = sync_strv_add(&c.argv, *w, err);
 	memset(&r, 0, sizeof(r));
+	remote_mux_prestart(t->mux, 0); /* the last run */
 	if (!rc)
 		rc = sync_cmd_run(&c, o, &r, err);
 	if (rc) {
@@ -1820,16 +1983,65 @@ int remote_sync_push(const char *repo_dir, const struct remote_sync_manifest *m,
 	if (res)
 		res->transferred = r.transferred;
 	if (o->state_file)
-		rc = snap_write(o->state_file, src, m, err);
+		rc = snap_commit(o->state_file, &snap, err);
 out:
 	sync_cmd_dispose(&c);
 	sync_strv_dispose(&pl.del);
 	sync_strv_dispose(&files);
 	sync_strv_dispose(&dirs);
-	sync_tmp_dispose(&t);
+	tdxr_buf_dispose(&snap);
+	if (dfd >= 0)
+		close(dfd);
 	free(src);
 	git_repository_free(repo);
-	git_libgit2_shutdown();
+	if (git)
+		git_libgit2_shutdown();
+	return rc;
+}
+
+int remote_sync_push(const char *repo_dir, const struct remote_sync_manifest *m,
+                     const struct remote_sync_opts *o, struct remote_sync_result *res, struct tdxr_err *err)
+{
+	struct sync_tmp t;
+	int rc;
+
+	assert(repo_dir && m && o);
+	if (res)
+		memset(res, 0, sizeof(*res));
+	rc = sync_tmp_init(&t, err);
+	if (!rc) {
+		sync_tmp_mux(&t, o);
+		rc = sync_push_in(repo_dir, m, o, &t, res, err);
+	}
+	sync_tmp_dispose(&t);
+	return rc;
+}
+
+int remote_sync_push_worktree(const char *repo_dir, const struct remote_sync_opts *o,
+                              struct remote_sync_result *res, size_t *count, struct tdxr_err *err)
+{
+	struct remote_sync_manifest *m = NULL;
+	struct sync_tmp t;
+	int rc;
+
+	assert(repo_dir && o);
+	if (res)
+		memset(res, 0, sizeof(*res));
+	if (count)
+		*count = 0;
+	rc = sync_tmp_init(&t, err);
+	if (!rc) {
+		/* First: the pre-started channel's login shell runs in the box while the
+		 * working tree is scanned here. */
+		sync_tmp_mux(&t, o);
+		rc = remote_sync_manifest_worktree(repo_dir, &m, err);
+	}
+	if (!rc)
+		rc = sync_push_in(repo_dir, m, o, &t, res, err);
+	if (!rc && count)
+		*count = remote_sync_manifest_count(m);
+	remote_sync_manifest_free(m);
+	sync_tmp_dispose(&t);
 	return rc;
 }
 
@@ -1853,22 +2065,27 @@ int remote_sync_pull(const struct remote_sync_opts *o, const char *const *paths,
 		rc = sync_mkdir(local_dir, err);
 	if (!rc)
 		rc = sync_tmp_init(&t, err);
-	if (!rc)
+	if (!rc) {
+		sync_tmp_mux(&t, o);
 		rc = sync_join(list, sizeof(list), t.dir, "pull.lst", err);
+	}
 	if (!rc)
 		rc = sync_list_write(&lst, list, err);
 	if (!rc)
 		rc = sync_join(dst, sizeof(dst), local_dir, "", err);
 	if (!rc && (size_t)snprintf(from, sizeof(from), "--files-from=%s", list) >= sizeof(from))
 		rc = tdxr_err_set(err, TDXR_EINVAL, "sync: temp path too long");
-	if (!rc)
+	if (!rc) {
 		rc = sync_cmd_init(&c, o, err);
+		c.mux = sync_tmp_mux_path(&t);
+	}
 	/* The box is untrusted: no devices or specials, unsafe links dropped. */
 	for (const char *a[] = { "-r", "-l", "-t", "--safe-links", "--no-D", "--chmod=u+rwX,go-w", "-p",
 	                         "--from0", from, "--", c.remote, dst, NULL },
 	                *const *w = a;
 	     !rc && *w; w++)
 		rc = sync_strv_add(&c.argv, *w, err);
+	remote_mux_prestart(t.mux, 0);
 	if (!rc)
 		rc = sync_cmd_run(&c, o, &r, err);
 	if (rc)

@@ -27,6 +27,8 @@
 #include "common/err.h"
 #include "common/secret.h"
 
+struct remote_ssh; /* agent/remote/remote.h */
+
 /* --- Checkout of a commit (CI jobs) --- */
 
 struct remote_sync_checkout_opts {
@@ -114,6 +116,13 @@ struct remote_sync_opts {
 	 * '\n'; the remote listing's stdout is parsed, not passed on). May be NULL. */
 	void (*on_line)(void *ctx, enum remote_sync_stream s, const char *line, size_t len);
 	void *ctx;
+	/* An open session to the box (remote_lease_connect). When set, this call's rsync
+	 * runs reach the box through it: a multiplexer (remote_mux_start) serves it on a
+	 * socket in the call's private temp directory, named to the remote shell in
+	 * TDXR_MUX (`tdx-runner rsh` then opens a channel on this session instead of a
+	 * new connection; other remote shells ignore it). The session belongs to the
+	 * call until it returns. NULL = every rsync run connects by itself. */
+	struct remote_ssh *ssh;
 };
 
 struct remote_sync_result {
@@ -137,6 +146,15 @@ struct remote_sync_result {
  */
 int remote_sync_push(const char *repo_dir, const struct remote_sync_manifest *m,
                      const struct remote_sync_opts *o, struct remote_sync_result *res, struct tdxr_err *err);
+
+/*
+ * remote_sync_manifest_worktree(repo_dir) then remote_sync_push, in one call
+ * (tdx-runner run). With o->ssh the multiplexer starts first, so the login shell of
+ * the first rsync run's channel starts in the box while the working tree is
+ * scanned here. *count (may be NULL) gets the manifest's size on success.
+ */
+int remote_sync_push_worktree(const char *repo_dir, const struct remote_sync_opts *o,
+                              struct remote_sync_result *res, size_t *count, struct tdxr_err *err);
 
 /* Copies named paths (files or directories, remote_sync_path_check'ed) from dest
  * on the box into local_dir (created if missing). Remote symlinks are copied as

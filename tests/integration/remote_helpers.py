@@ -10,6 +10,15 @@
                               N bytes from the server (a server dying mid-stream).
   freezeproxy PORTFILE DST N  the same, but after N bytes it stops forwarding and keeps
                               both sockets open (a box that hangs mid-stream).
+  switchproxy PORTFILE DSTFILE CUTFILE
+                              TCP proxy to 127.0.0.1:<port read from DSTFILE at each
+                              new connection>; when CUTFILE appears, every open
+                              connection is closed and CUTFILE removed (a network
+                              fault; the next connection may reach another sshd).
+  ptyresize BIN LEASE         runs `BIN ssh LEASE` (an interactive shell) on a pty of
+                              80x24, asks the box's shell for `stty size`, resizes the
+                              pty to 132x40 (the kernel sends SIGWINCH) and asks again;
+                              prints the two sizes seen in the box ("24 80" "40 132").
   freeport                    prints a free loopback port.
 Each server writes its port (or "ready") to PORTFILE / stdout once listening.
 """
@@ -116,6 +125,106 @@ def cutproxy(portfile, dst, limit, freeze=False):
         threading.Thread(target=pump, args=(u, c, True), daemon=True).start()
 
 
+def switchproxy(portfile, dstfile, cutfile):
+    s = listen()
+    with open(portfile, "w") as f:
+        f.write(str(s.getsockname()[1]))
+    live = []
+    lock = threading.Lock()
+
+    def pump(a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        for x in (a, b):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cutter():
+        while True:
+            if os.path.exists(cutfile):
+                with lock:
+                    for x in live:
+                        try:
+                            x.shutdown(socket.SHUT_RDWR)
+                        except OSError:
+                            pass
+                    live.clear()
+                os.unlink(cutfile)
+            threading.Event().wait(0.05)
+
+    threading.Thread(target=cutter, daemon=True).start()
+    while True:
+        c, _ = s.accept()
+        with open(dstfile) as f:
+            dst = int(f.read().strip())
+        u = socket.create_connection(("127.0.0.1", dst))
+        with lock:
+            live.extend([c, u])
+        threading.Thread(target=pump, args=(c, u), daemon=True).start()
+        threading.Thread(target=pump, args=(u, c), daemon=True).start()
+
+
+def ptyresize(binary, lease):
+    import fcntl
+    import pty
+    import re
+    import select
+    import struct
+    import termios
+    import time
+
+    def setsize(fd, rows, cols):
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        setsize(0, 24, 80)
+        os.environ["TERM"] = "dumb"
+        os.execv(binary, [binary, "ssh", lease])
+    buf = b""
+
+    def wait_for(pat, secs):
+        nonlocal buf
+        end = time.monotonic() + secs
+        while time.monotonic() < end:
+            m = re.search(pat, buf)
+            if m:
+                buf = buf[m.end():]
+                return m
+            r, _, _ = select.select([fd], [], [], 0.2)
+            if r:
+                try:
+                    d = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not d:
+                    break
+                buf += d
+        return None
+
+    seen = []
+    os.write(fd, b"echo SIZE=$(stty size)=\n")
+    m = wait_for(rb"SIZE=(\d+ \d+)=", 20)
+    seen.append(m.group(1).decode() if m else "none")
+    setsize(fd, 40, 132)  # the kernel sends SIGWINCH to the foreground group: tdx-runner
+    time.sleep(0.3)
+    os.write(fd, b"echo SIZE=$(stty size)=\n")
+    m = wait_for(rb"SIZE=(\d+ \d+)=", 20)
+    seen.append(m.group(1).decode() if m else "none")
+    os.write(fd, b"exit\n")
+    wait_for(rb"\Z\n?", 1)
+    _, status = os.waitpid(pid, 0)
+    print(" ".join('"%s"' % x for x in seen), os.waitstatus_to_exitcode(status))
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "guest":
@@ -126,6 +235,10 @@ def main():
         cutproxy(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif cmd == "freezeproxy":
         cutproxy(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), freeze=True)
+    elif cmd == "switchproxy":
+        switchproxy(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif cmd == "ptyresize":
+        ptyresize(sys.argv[2], sys.argv[3])
     elif cmd == "freeport":
         s = listen()
         print(s.getsockname()[1])

@@ -12,7 +12,10 @@
 # remote process group, exit status / signal, separate stdout/stderr, binary
 # stdout and stdin byte-exact, secrets via --env-file never in any argv/environ,
 # >= 1 GiB streamed with flat memory (VmHWM of the CLI), `rsync -e "tdx-runner rsh
-# LEASE"` copying a tree, and the guest-agent Info bytes arriving unchanged.
+# LEASE"` copying a tree, the guest-agent Info bytes arriving unchanged, the pty
+# following a window resize, and the multiplexer (`rsh --master`, TDXR_MUX): many
+# commands and an rsync on one connection, reconnect after the connection is killed
+# (same pinned host key; a changed one refused), a running command failing, not re-run.
 # Prints "SKIP: reason" only when a dependency is truly absent.
 # Env (set by ctest): TDXR_BIN, TDXR_SHARED_TESTDATA; TDXR_REMOTE_BIG_MB (default 1024);
 # TDXR_REMOTE_HOLD=SECONDS keeps sshd/stunnel up after setup for manual debugging.
@@ -292,6 +295,11 @@ rc=$?
 checkx "shell with a pty: runs what is typed, exit status propagated (rc=$rc)" \
 	'[ $rc = 3 ] && grep -q "pty-42" "$T/o"'
 
+# the pty follows the terminal's size: SIGWINCH -> window-change (python's pty module is
+# the terminal; the box's shell reports `stty size` before and after a resize)
+sizes=$(timeout 60 python3 "$HELP" ptyresize "$BIN" "$L" 2>"$T/e")
+checkx "pty resize: the box's tty follows the local window (saw: $sizes)" '[ "$sizes" = "\"24 80\" \"40 132\" 0" ]'
+
 # ---- 6. binary data, stdin, secrets -------------------------------------------
 head -c 5000000 /dev/urandom >"$T/blob"
 "$BIN" ssh "$LT" -- cat "$T/blob" >"$T/blob.out"
@@ -370,6 +378,123 @@ rsync -a -e "$BIN rsh $LT" "$T/src/" "box:$T/dst/" 2>"$T/rsync.err"
 rc=$?
 checkx "rsync incremental over the TLS gateway" '[ $rc = 0 ] && diff -r "$T/src" "$T/dst" >/dev/null'
 
+# ---- 7b. multiplexer: one session for many rsh runs; reconnect for new channels ----
+# `tdx-runner rsh --master SOCKET LEASE` holds one session; `rsh` with TDXR_MUX=SOCKET
+# opens a channel on it. Then the master's connection is killed (the sshd process that
+# serves it, as a server crash or a network fault would end it): the next command
+# reconnects (same pinned host key), a command that was running fails and is not re-run.
+sshd1=${pids[0]}
+conns() { pgrep -P "$sshd1" | sort; } # one sshd child per connection
+tree() { # a process and everything below it, parents first
+	local c
+	echo "$1"
+	for c in $(pgrep -P "$1"); do tree "$c"; done
+}
+killtree() { # freeze the connection's processes (no last word from sshd), then kill them
+	local t
+	t=$(tree "$1")
+	kill -STOP $t 2>/dev/null
+	kill -KILL $t 2>/dev/null
+}
+base=$(conns)
+M=$T/mux.sock
+"$BIN" rsh --master "$M" "$L" 2>"$T/master.err" &
+master=$!
+pids+=($master)
+for i in $(seq 100); do [ -S "$M" ] && break; sleep 0.1; done
+out=$(TDXR_MUX=$M "$BIN" rsh "$L" box 'echo via-mux; echo e >&2; exit 5' 2>"$T/e")
+rc=$?
+checkx "mux: command through the master's session, status and streams (rc=$rc)" \
+	'[ $rc = 5 -a "$out" = via-mux ] && [ "$(cat "$T/e")" = e ]'
+check "mux: socket is 0600" [ "$(stat -c %a "$M")" = 600 ]
+TDXR_MUX=$M "$BIN" rsh "$L" box cat <"$T/blob" >"$T/blob.mux"
+check "mux: binary stdin -> stdout byte-exact" cmp -s "$T/blob" "$T/blob.mux"
+mkdir -p "$T/dst-mux"
+TDXR_MUX=$M rsync -a -e "$BIN rsh $L" "$T/src/" "box:$T/dst-mux/" 2>"$T/rsync.err"
+rc=$?
+checkx "mux: rsync through it copies the tree (rc=$rc)" '[ $rc = 0 ] && diff -r "$T/src" "$T/dst-mux" >/dev/null'
+mconn=$(comm -13 <(echo "$base") <(conns))
+check "mux: all of that was one SSH connection ($(echo $mconn | wc -w))" [ "$(echo $mconn | wc -w)" = 1 ]
+TDXR_MUX=$T/nothing.sock "$BIN" rsh "$L" box echo fallback >"$T/o" 2>"$T/e"
+check "mux: nothing serving TDXR_MUX -> rsh connects by itself" [ "$(cat "$T/o")" = fallback ]
+
+for c in $mconn; do killtree "$c"; done
+sleep 0.3
+out=$(TDXR_MUX=$M "$BIN" rsh "$L" box echo after-kill 2>"$T/e")
+rc=$?
+checkx "reconnect: a new command after the connection died runs (rc=$rc $(head -c 200 "$T/e"))" \
+	'[ $rc = 0 -a "$out" = after-kill ]'
+: >"$T/runs"
+TDXR_MUX=$M "$BIN" rsh "$L" box "echo run >>$T/runs; echo started; sleep 60" >"$T/o" 2>"$T/e" &
+cli=$!
+for i in $(seq 100); do grep -q started "$T/o" && break; sleep 0.1; done
+base2=$(comm -13 <(echo "$base") <(conns))
+for c in $base2; do killtree "$c"; done
+s0=$SECONDS
+wait $cli
+rc=$?
+sleep 1
+checkx "reconnect: the command running when it died fails, not re-run (rc=$rc, $((SECONDS - s0)) s)" \
+	'[ $rc = 255 ] && grep -q "lost while the command ran" "$T/e" && [ "$(wc -l <"$T/runs")" = 1 ]'
+out=$(TDXR_MUX=$M "$BIN" rsh "$L" box echo again 2>"$T/e")
+check "reconnect: and the next command runs again" [ "$out" = again ]
+kill -TERM $master
+wait $master
+checkx "reconnect: the master re-established its session twice ($(tail -1 "$T/master.err"))" \
+	'grep -q "stopped (2 reconnects)" "$T/master.err"'
+check "mux: socket removed when the master stops" [ ! -e "$M" ]
+
+# The same on the exec path (remote_exec_run on one session, in the unit-test binary):
+# a command after the connection died reconnects; one running when it died fails, once.
+UT=${TDXR_BUILD_DIR:-$(dirname "$(dirname "$BIN")")}/tests/test_remote
+if [[ -x $UT ]]; then
+	cat >"$T/killconn.sh" <<KILL
+#!/bin/sh
+# freeze, then kill, every connection of sshd1 (parents first: no last word from sshd)
+tree() { echo "\$1"; for c in \$(pgrep -P "\$1"); do tree "\$c"; done; }
+t=""
+for c in \$(pgrep -P $sshd1); do t="\$t \$(tree \$c)"; done
+[ -n "\$t" ] || exit 1
+kill -STOP \$t; kill -KILL \$t
+sleep 0.2
+KILL
+	chmod 700 "$T/killconn.sh"
+	TDXR_REMOTE_LEASE=$L TDXR_REMOTE_KILL_CONN=$T/killconn.sh CMOCKA_MESSAGE_OUTPUT=stdout "$UT" >"$T/ut.log" 2>&1
+	rc=$?
+	checkx "reconnect (exec path): new command reconnects, running one fails once (rc=$rc)" \
+		'[ $rc = 0 ] && grep -q "OK.*exec_reconnects_for_a_new_command" "$T/ut.log"'
+	[ $rc = 0 ] || tail -20 "$T/ut.log"
+else
+	echo "SKIP: exec-path reconnect: $UT not built"
+fi
+
+# A reconnect must meet the same host key: the way to the box now leads to the sshd with
+# host key 2 (a proxy switched over, its connections cut).
+echo "$sp" >"$T/sw.dst"
+python3 "$HELP" switchproxy "$T/sw.port" "$T/sw.dst" "$T/sw.cut" &
+pids+=($!)
+for i in $(seq 50); do [ -s "$T/sw.port" ] && break; sleep 0.1; done
+lease_direct "$T/sw.json" "$(cat "$T/sw.port")" "$fp1"
+M2=$T/mux2.sock
+"$BIN" rsh --master "$M2" "$T/sw.json" 2>"$T/master2.err" &
+master=$!
+pids+=($master)
+for i in $(seq 100); do [ -S "$M2" ] && break; sleep 0.1; done
+out=$(TDXR_MUX=$M2 "$BIN" rsh "$T/sw.json" box echo one 2>"$T/e")
+check "reconnect pin: first command through the proxy" [ "$out" = one ]
+echo "$sp2" >"$T/sw.dst"
+touch "$T/sw.cut"
+for i in $(seq 50); do [ -e "$T/sw.cut" ] || break; sleep 0.1; done
+TDXR_MUX=$M2 "$BIN" rsh "$T/sw.json" box echo two >"$T/o" 2>"$T/e"
+rc=$?
+checkx "reconnect pin: another host key after the reconnect is refused, naming both (rc=$rc)" \
+	'[ $rc = 255 -a ! -s "$T/o" ] && grep -q "host key changed" "$T/e" && grep -qF "$fp1" "$T/e" && grep -qF "$fp2" "$T/e"'
+echo "$sp" >"$T/sw.dst"
+out=$(TDXR_MUX=$M2 "$BIN" rsh "$T/sw.json" box echo three 2>"$T/e")
+check "reconnect pin: the right sshd again: the next command runs" [ "$out" = three ]
+kill -TERM $master
+wait $master
+
 # ---- 8. guest agent -------------------------------------------------------------
 info="$testdata/crabbox/real_attestation_info.json"
 if [[ -f $info ]]; then
@@ -377,7 +502,7 @@ if [[ -f $info ]]; then
 	pids+=($!)
 	for i in $(seq 50); do [ -s "$T/guest.ready" ] && break; sleep 0.1; done
 	"$BIN" ssh --guest-info "$LT" >"$T/info.out" 2>"$T/e"
-	check "guest agent: Info bytes arrive unchanged ($(wc -c <"$T/info.out") bytes)" cmp -s "$info" "$T/info.out"
+	check "guest agent: Info bytes arrive unchanged ($(wc -c <"$T/info.out") bytes $(head -c 300 "$T/e"))" cmp -s "$info" "$T/info.out"
 	rd=$(printf '%064x%064x' 1 2)
 	"$BIN" ssh --guest-quote "$rd" "$LT" >"$T/quote.out" 2>"$T/e"
 	check "guest agent: GetQuote gets the caller's report_data" grep -q "\"report_data\": \"$rd\"" "$T/quote.out"

@@ -9,8 +9,10 @@
 # TDXR_SYNC_* variables: full sync, 1-file change (exactly one file transferred),
 # rename, deletion of a file and a directory, ignored remote outputs kept, the
 # mass-deletion guard, and a CI checkout at a SHA from a file:// remote. The remote
-# shell is `ssh -F CONFIG`, or `tdx-runner rsh LEASE` once the binary has `rsh`
-# (a second run then goes through it). Prints "SKIP: reason" when a tool is missing.
+# shell is `ssh -F CONFIG`, then (when the binary has `rsh`) `tdx-runner rsh LEASE`
+# as the job uses it: one connected session, each rsync run a channel on it through
+# the multiplexer (sshd must log exactly one login for that whole run). Prints
+# "SKIP: reason" when a tool is missing.
 # Env (set by ctest): TDXR_BUILD_DIR, TDXR_BIN, TDXR_SOURCE_DIR.
 set -euo pipefail
 
@@ -59,7 +61,7 @@ UsePAM no
 PermitRootLogin yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
-LogLevel ERROR
+LogLevel INFO
 CONF
 /usr/sbin/sshd -D -f "$T/sshd.conf" -E "$T/sshd.log" &
 pids+=($!)
@@ -260,7 +262,13 @@ d = {"id": "lease-sync", "executor": "local", "user": user, "key_file": t + "/us
 fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
 os.write(fd, json.dumps(d).encode()); os.close(fd)
 PY
-	run_scenario rsh "$BIN rsh $L" box
+	# As the job runs it: one session (the lease connected once), every rsync run a
+	# channel on it through the multiplexer - so sshd accepts exactly one login.
+	before=$(grep -c "Accepted publickey" "$T/sshd.log" || true)
+	TDXR_SYNC_MUX_LEASE=$L run_scenario rsh-mux "$BIN rsh $L" box
+	logins=$(($(grep -c "Accepted publickey" "$T/sshd.log" || true) - before))
+	echo "logins during the multiplexed scenario: $logins"
+	[[ $logins == 1 ]] || { echo "FAIL: the multiplexed scenario made $logins SSH logins, want 1"; exit 1; }
 else
 	echo "SKIP: tdx-runner rsh is not available in $BIN; the scenario ran through ssh -F only"
 fi

@@ -3,12 +3,14 @@
  * .gitignore), the symlink policy, the per-URL checkout cache, and the rsync
  * driver (mirror, 1-file incremental, rename, deletion of files and directories,
  * ignored remote outputs kept, mass-deletion guard, artifact copy-back, timeout,
- * cancel, no secret in a child's argv or environment).
+ * cancel, no secret in a child's argv or environment; snapshot pushes, also
+ * when a file changes while rsync runs).
  *
  * Fixture repositories are made with the git CLI in a temp directory. The rsync
  * runs use a local "remote shell" (sh -c) so they need no sshd; the
  * big-repository scenario over a real sshd runs only when
- * tests/integration/test_sync.sh sets TDXR_SYNC_SSH_CONFIG (skipped otherwise).
+ * tests/integration/test_sync.sh sets TDXR_SYNC_RSH (skipped otherwise); with
+ * TDXR_SYNC_MUX_LEASE it goes through the multiplexer on one connected session.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +18,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "agent/remote/remote.h"
 #include "agent/remote/sync.h"
 #include "common/err.h"
 #include "common/secret.h"
@@ -590,6 +593,62 @@ static void push_with_a_snapshot_sends_only_changes_in_one_rsync_run(void **stat
 	fx_assert_mirror(f, "-x abs -x esc -x hop");
 }
 
+/* The snapshot records what a file was BEFORE rsync read it: a file that changes
+ * after rsync sent it is sent again by the next push (recorded after the transfer, it
+ * would look unchanged and the box would keep the old bytes for good). */
+static void push_with_a_snapshot_resends_a_file_changed_while_rsync_ran(void **state)
+{
+	struct fx *f = *state;
+	struct remote_sync_opts o;
+	struct remote_sync_result res;
+	const char *rsh[2];
+	struct tdxr_err e;
+	char st[PATH_MAX], flag[PATH_MAX], wrap[PATH_MAX], late[PATH_MAX];
+	FILE *w;
+
+	fx_populate(f);
+	fx_commit(f->repo);
+	fx_opts(&o, f, rsh);
+	fx_path(st, f->dir, "sync.state");
+	fx_path(flag, f->dir, "change-after-rsync");
+	fx_path(wrap, f->dir, "rsync-then-change");
+	fx_path(late, f->repo, "sub/deep/f");
+	/* An rsync after whose transfer run (--stats; once, when the flag exists) a
+	 * source file changes. */
+	w = fopen(wrap, "w");
+	assert_non_null(w);
+	fprintf(w,
+	        "#!/bin/sh\nrsync \"$@\"; rc=$?\n"
+	        "case \" $* \" in *\" --stats \"*)\n"
+	        "  if [ -e '%s' ]; then rm -f '%s'; echo 'written after rsync read it' >> '%s'; fi;;\n"
+	        "esac\nexit $rc\n",
+	        flag, flag, late);
+	fclose(w);
+	assert_int_equal(chmod(wrap, 0755), 0);
+	o.rsync = wrap;
+	o.state_file = st;
+	/* Full push (snapshot written), and the file changes right after its transfer. */
+	fx_write(f->dir, "change-after-rsync", "1");
+	assert_int_equal(fx_push(f, &o, &res, &e), 0);
+	assert_false(fx_exists(f->dir, "change-after-rsync"));
+	/* The next push sees it changed and sends it. */
+	assert_int_equal(fx_push(f, &o, &res, &e), 0);
+	assert_int_equal(res.transferred, 1);
+	fx_assert_mirror(f, "-x abs -x esc -x hop");
+	/* The same for an incremental push: change, new file and deletion in one run. */
+	fx_write(f->repo, "a.txt", "edited\n");
+	fx_write(f->repo, "brand-new.txt", "new\n");
+	fx_sh("rm -f '%s/gone/one'", f->repo);
+	fx_write(f->dir, "change-after-rsync", "1");
+	assert_int_equal(fx_push(f, &o, &res, &e), 0);
+	assert_int_equal(res.transferred, 2);
+	assert_int_equal(res.deleted, 1);
+	assert_false(fx_exists(f->dir, "change-after-rsync"));
+	assert_int_equal(fx_push(f, &o, &res, &e), 0);
+	assert_int_equal(res.transferred, 1);
+	fx_assert_mirror(f, "-x abs -x esc -x hop");
+}
+
 struct lines {
 	size_t out, err, stats;
 };
@@ -887,7 +946,10 @@ static void pull_copies_named_paths_back_and_refuses_escapes(void **state)
 static void big_tree_over_sshd_full_incremental_rename_delete_guard_and_checkout(void **state)
 {
 	const char *conf = getenv("TDXR_SYNC_RSH"), *host = getenv("TDXR_SYNC_HOST"),
-	           *repo = getenv("TDXR_SYNC_REPO"), *work = getenv("TDXR_SYNC_WORK");
+	           *repo = getenv("TDXR_SYNC_REPO"), *work = getenv("TDXR_SYNC_WORK"),
+	           *mux_lease = getenv("TDXR_SYNC_MUX_LEASE");
+	struct remote_lease *lease = NULL;
+	struct remote_ssh *ssh = NULL;
 	struct remote_sync_manifest *m = NULL;
 	struct remote_sync_opts o;
 	struct remote_sync_result res;
@@ -921,6 +983,12 @@ static void big_tree_over_sshd_full_incremental_rename_delete_guard_and_checkout
 	o.host = host;
 	o.dest = dst;
 	o.timeout_ms = 120000;
+	if (mux_lease != NULL) {
+		/* As the job does it: one session, every rsync run a channel on it. */
+		if (remote_lease_load(mux_lease, &lease, &e) != 0 || remote_lease_connect(lease, 15000, &ssh, &e) != 0)
+			fail_msg("mux lease: %s", e.msg);
+		o.ssh = ssh;
+	}
 
 	/* Full sync of the working tree. */
 	t0 = ms_now();
@@ -947,18 +1015,16 @@ static void big_tree_over_sshd_full_incremental_rename_delete_guard_and_checkout
 	assert_false(fx_exists(dst, "build"));
 	assert_true(fx_exists(dst, "odd/name with spaces\nand newline.txt"));
 
-	/* One file changed: exactly one file transferred. */
+	/* One file changed: exactly one file transferred (manifest and push in one call). */
 	fx_path(p, repo, "small/d42/f0042.txt");
 	fx_sh("echo changed >> '%s'", p);
 	t0 = ms_now();
-	assert_int_equal(remote_sync_manifest_worktree(repo, &m, &e), 0);
-	assert_int_equal(remote_sync_push(repo, m, &o, &res, &e), 0);
+	assert_int_equal(remote_sync_push_worktree(repo, &o, &res, &files, &e), 0);
 	print_message("incremental (1 file): %zu transferred in %llu ms\n", res.transferred,
 	              (unsigned long long)(ms_now() - t0));
+	assert_true(files >= 10000);
 	assert_int_equal(res.transferred, 1);
 	assert_int_equal(res.deleted, 0);
-	remote_sync_manifest_free(m);
-	m = NULL;
 
 	/* Rename, deletion of a file and of a directory; a remote build output stays. */
 	fx_sh("cd '%s' && mv small/d01/f0001.txt small/d01/renamed.txt && rm small/d02/f0002.txt && "
@@ -1042,6 +1108,12 @@ static void big_tree_over_sshd_full_incremental_rename_delete_guard_and_checkout
 	assert_false(fx_exists(dst2, "abs-link"));
 	assert_false(fx_exists(dst2, "escape-link"));
 	assert_true(fx_exists(dst2, "inner-link"));
+	if (ssh != NULL) {
+		print_message("multiplexed session: %u reconnects\n", remote_ssh_reconnects(ssh));
+		assert_int_equal(remote_ssh_reconnects(ssh), 0);
+	}
+	remote_ssh_free(ssh);
+	remote_lease_free(lease);
 }
 
 int main(void)
@@ -1064,6 +1136,8 @@ int main(void)
 		    push_mirrors_the_tree_incrementally_with_renames_and_deletions, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(push_with_a_snapshot_sends_only_changes_in_one_rsync_run, fx_setup,
 		                                fx_teardown),
+		cmocka_unit_test_setup_teardown(push_with_a_snapshot_resends_a_file_changed_while_rsync_ran,
+		                                fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(push_keeps_remote_outputs_that_the_ignore_rules_match,
 		                                fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(

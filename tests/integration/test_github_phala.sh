@@ -11,9 +11,16 @@
 # id, tampered event log: no generate-jitconfig, zero bytes into the box by its inotify
 # record, the CVM deleted); a runner that never picks up a job (runner deleted, CVM deleted);
 # agent kill -9 mid-job, restart (no CVM, no box process, no runner registration once GitHub
-# lets the runner go); Phala API 500s during the lease (retried, success). After every case,
-# without `reap`: zero live CVMs, box processes, claims and runner records, and
-# `registered == []` on the GitHub server. SKIPs exactly when cvm_env.sh does.
+# lets the runner go); Phala API 500s during the lease (retried, success); a failing release
+# job whose bundle is attached after a failed upload left a starter asset; a runner that took
+# ANOTHER queued job than its own (claim_order lifo: the status goes on the job it ran, bound
+# by runner_name); a secondary rate limit (retry-after honoured); GitHub App auth (check run,
+# not status, every request on the installation token or the JWT); organisation scope with
+# webhook demand (forged signature 401, replay 409, no runs listed before the JIT config, the
+# job runs) and /healthz + /metrics. After every case, without `reap`: zero live CVMs, box
+# processes, claims and runner records, and `registered == []` on the GitHub server. The
+# server's `errors` (contract violations, ignored rate limits) must stay empty. SKIPs exactly
+# when cvm_env.sh does.
 # shellcheck disable=SC2016 # the job steps are expanded by bash in the box, not here
 set -euo pipefail
 E=phala
@@ -47,7 +54,11 @@ CVM_TMP_TAG=ghphala
 token=ghp_phalaTestToken0123456789abcdefAB
 repo=octo-org/octo-repo
 mkfifo "$tmp/gh.in"
+# an App key too (case 10): the token entry still gets a commit status, the App entry a check run
+openssl genrsa -out "$tmp/app.pem" 2048 2>/dev/null && chmod 600 "$tmp/app.pem"
+openssl rsa -in "$tmp/app.pem" -pubout -out "$tmp/app.pub.pem" 2>/dev/null
 "$PY" "$here/github_server.py" --token "$token" --repo "$repo" --state-dir "$tmp/gh" --watch-stdin \
+	--app-key-pub "$tmp/app.pub.pem" --app-id 4711 --installation-id 4242 \
 	<"$tmp/gh.in" >"$tmp/gh.out" 2>"$tmp/gh.err" &
 gh_pid=$!
 exec 8>"$tmp/gh.in"
@@ -82,6 +93,20 @@ with os.fdopen(fd, "w") as f:
     json.dump(c, f, indent=1)
 os.replace(p + ".new", p)
 EOF
+
+# variant OUT PYTHON: a copy of $cfg (0600) after PYTHON ran on it as c (g = its GitHub entry)
+variant() {
+	"$PY" - "$cfg" "$1" "$2" <<'EOF'
+import json, os, sys
+src, out, code = sys.argv[1:4]
+c = json.load(open(src)); g = c["github"][0]
+exec(code)
+fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+with os.fdopen(fd, "w") as f:
+    json.dump(c, f, indent=1)
+EOF
+}
+free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # check JOB WHAT: runs the python assertions on stdin with st = the server's state, j = the
 # job's view (with its log), log = the job's log, cvms = the Phala server's CVMs
@@ -260,5 +285,143 @@ EOF
 [ "$(calls state)" -ge $((s0 + 3)) ] || fail "api faults: state not retried"
 clean "api faults"
 echo "ok: Phala API 500s on provision and state during the lease are retried; the job succeeds"
+
+# ---- 7. a failing release job; the asset upload fails once, leaving a starter asset -------
+gh POST /_control/release '{"tag": "v2.0"}' >/dev/null
+gh POST /_control/fault '{"op": "asset_upload", "status": 502, "count": 1, "leave_starter": true}' >/dev/null
+before=$(cvm_ids)
+read -r job sha7 <<<"$(enqueue '{"event": "release", "head_branch": "v2.0", "labels": ["self-hosted", "tdx"], "steps": [
+  "echo failing-in-the-phala-box", "exit 3", "echo not-reached"]}')"
+agent_once || fail "failing release job: agent --once exited non-zero"
+gh POST /_control/faults/clear '{}' >/dev/null
+cid=$(new_cvm "$before")
+check "$job" "failing release job" <<EOF
+assert j["status"] == "completed" and j["conclusion"] == "failure", (j["status"], j["conclusion"])
+assert "failing-in-the-phala-box" in log and "not-reached" not in log, log[-600:]
+name = "tdx-attestation-%s.json" % "$job"
+up = [a for a in st["assets"] if a["name"] == name and a.get("state") == "uploaded"]
+assert len(up) == 1, [(a["name"], a.get("state")) for a in st["assets"]]
+assert [r for r in st["requests"] if r["op"] == "asset_upload" and r["fault"] == 502], "the failed upload never happened"
+assert not [a for a in st["assets"] if a["name"] == name and a.get("state") == "starter"], "the starter asset is left"
+b = json.load(open(up[0]["path"]))
+assert b["verdict"]["ok"] and b["meta"]["executor"] == "phala", (b["verdict"], b["meta"])
+assert cvms["$cid"]["app_id"] in json.dumps(b), "the bundle does not name CVM $cid's app id"
+st_ = [s for s in st["statuses"] if s["sha"] == "$sha7" and s["context"] == "tdx-attestation"]
+assert st_ and st_[-1]["state"] == "success", "the attestation status follows the box, not the job: %r" % st_
+EOF
+clean "failing release job"
+echo "ok: a failing release job on phala: conclusion failure, the bundle attached after a failed upload left a starter asset"
+
+# ---- 8. the runner takes ANOTHER queued job than its own (lifo): bound by runner_name ------
+gh POST /_control/set '{"claim_order": "lifo"}' >/dev/null
+read -r jobA shaA <<<"$(enqueue '{"labels": ["self-hosted", "tdx"], "steps": ["echo job-A"]}')"
+read -r jobB shaB <<<"$(enqueue '{"labels": ["self-hosted", "tdx"], "steps": ["echo job-B"]}')"
+agent_once || fail "binding: agent --once exited non-zero"
+gh POST /_control/set '{"claim_order": "fifo"}' >/dev/null
+check "$jobB" "binding" <<EOF
+assert j["status"] == "completed" and j["conclusion"] == "success", (j["status"], j["conclusion"])
+assert st["jobs"]["$jobA"]["status"] == "queued", st["jobs"]["$jobA"]["status"]
+rn = j["runner_name"]
+ours = [r for r in st["runners"] if r["name"] == rn]
+assert ours and ours[-1]["deleted"], "job B did not run on a runner of ours that is now retired"
+shas = [s["sha"] for s in st["statuses"] if s["context"] == "tdx-attestation"]
+assert "$shaB" in shas, ("the status is not on the job that ran", shas)
+assert "$shaA" not in shas, ("a status on a job that did not run here", shas)
+EOF
+grep -q 'job-B' "$tmp/agent.err" || fail "binding: job B's output is not in the agent log"
+clean "binding"
+# the other job is ours too: run it, so nothing stays queued
+agent_once || fail "binding: agent --once exited non-zero for the first job"
+check "$jobA" "binding, the first job" <<EOF
+assert j["status"] == "completed" and j["conclusion"] == "success", (j["status"], j["conclusion"])
+assert "$shaA" in [s["sha"] for s in st["statuses"] if s["context"] == "tdx-attestation"]
+EOF
+clean "binding, the first job"
+echo "ok: a phala runner that took another queued job than its own is bound to the job it ran (status on that sha only)"
+
+# ---- 9. rate limiting (secondary, retry-after) on the runs listing is honoured -----------
+gh POST /_control/fault '{"op": "runs", "rate_limit": "secondary", "retry_after": 1, "count": 1}' >/dev/null
+read -r job _ <<<"$(enqueue '{"labels": ["self-hosted", "tdx"], "steps": ["echo after-rate-limit"]}')"
+agent_once || fail "rate limit: agent --once exited non-zero"
+gh POST /_control/faults/clear '{}' >/dev/null
+check "$job" "rate limit" <<'EOF'
+assert j["status"] == "completed" and j["conclusion"] == "success", (j["status"], j["conclusion"])
+assert "after-rate-limit" in log
+assert [r for r in st["requests"] if r["op"] == "runs" and r["fault"] == "secondary"], "the rate limit never fired"
+assert not [e for e in st["errors"] if "rate" in e.get("code", "")], st["errors"]
+EOF
+clean "rate limit"
+echo "ok: a secondary rate limit (retry-after) is honoured; the job runs on phala"
+
+# ---- 10. GitHub App auth (RS256 JWT -> installation token): a check run, not a status ------
+variant "$tmp/app.json" "del g['token']; g['app'] = {'id': 4711, 'installation_id': 4242, 'private_key_file': '$tmp/app.pem'}"
+read -r job sha10 <<<"$(enqueue '{"labels": ["self-hosted", "tdx"], "steps": ["echo as-an-app"]}')"
+r0=$(gh GET /_control/state | "$PY" -c 'import json, sys; print(max(r["seq"] for r in json.load(sys.stdin)["requests"]))')
+"$bin" agent --config "$tmp/app.json" --once --wait 20 >"$tmp/agent.out" 2>"$tmp/agent.err" ||
+	fail "App auth: agent --once exited non-zero"
+check "$job" "App auth" <<EOF
+assert j["status"] == "completed" and j["conclusion"] == "success", (j["status"], j["conclusion"])
+assert "as-an-app" in log
+cr = [c for c in st["check_runs"] if c["head_sha"] == "$sha10" and c["name"] == "tdx-attestation"]
+assert cr and cr[-1]["conclusion"] == "success" and "attested" in cr[-1]["output"]["title"], st["check_runs"]
+assert not [s for s in st["statuses"] if s["sha"] == "$sha10"], "a commit status as well as the check run"
+assert st["tokens"]["installation_issued"] >= 1, st["tokens"]
+assert not [r for r in st["requests"] if r["seq"] > $r0 and r["op"] and r["auth"] not in ("installation", "jwt")], "a request without App auth"
+assert not st["errors"], st["errors"]
+EOF
+clean "App auth"
+echo "ok: GitHub App auth on phala: installation token from an RS256 JWT, check run tdx-attestation on the commit, no status"
+
+# ---- 11. organisation scope, webhook demand; /metrics and /healthz --------------------------
+# demand only from signed workflow_job deliveries: a forged signature is refused (401) and
+# leases nothing, a replayed delivery is refused (409), the job runs in a phala box
+wport=$(free_port)
+mport=$(free_port)
+variant "$tmp/org.json" "del g['repository']; g['organization'] = 'octo-org'; g['webhook'] = {'listen': '127.0.0.1:$wport', 'secret': 'whsec-0123456789'}; c['metrics'] = {'listen': '127.0.0.1:$mport'}"
+gh POST /_control/set "{\"webhook_url\": \"http://127.0.0.1:$wport/github/webhook\", \"webhook_secret\": \"whsec-0123456789\"}" >/dev/null
+before=$(cvm_ids)
+r0=$(gh GET /_control/state | "$PY" -c 'import json, sys; print(max(r["seq"] for r in json.load(sys.stdin)["requests"]))')
+"$bin" agent --config "$tmp/org.json" --once --wait 30 >"$tmp/agent.out" 2>"$tmp/agent.err" &
+apid=$!
+mget() { "$PY" -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "http://127.0.0.1:$mport$1" 2>/dev/null; }
+for _ in $(seq 100); do mget /healthz >/dev/null && break; sleep 0.1; done
+mget /healthz | grep -q '"status":"ok"' || fail "org webhook: /healthz does not answer ok"
+ndeliv() { gh GET /_control/deliveries | "$PY" -c 'import json, sys; print(len(json.load(sys.stdin)))'; }
+d0=$(ndeliv)
+read -r job _ <<<"$(enqueue '{"labels": ["self-hosted", "tdx"], "steps": ["echo via-webhook"], "hold": true}')"
+# the signed queued delivery went out at enqueue; a forged one and a replay follow
+gh POST /_control/webhook "{\"job_id\": $job, \"action\": \"queued\", \"signature\": \"bad\"}" >/dev/null
+first=$(gh GET "/_control/deliveries?min=$((d0 + 2))&timeout=10" | "$PY" -c "import json, sys; print(json.load(sys.stdin)[$d0]['id'])")
+gh POST "/_control/deliveries/$first/redeliver" '{}' >/dev/null
+gh GET "/_control/deliveries?min=$((d0 + 3))&timeout=10" >"$tmp/deliv.json" || fail "org webhook: the deliveries did not complete"
+mget /metrics >"$tmp/metrics.txt" || fail "org webhook: /metrics does not answer"
+grep -q '^tdxr_webhook_deliveries_total{result="queued"} 1' "$tmp/metrics.txt" ||
+	{ cat "$tmp/metrics.txt"; fail "org webhook: /metrics lacks the queued delivery"; }
+gh POST "/_control/job/$job/set" '{"hold": false}' >/dev/null
+wait "$apid" || { apid=; fail "org webhook: agent --once exited non-zero"; }
+apid=
+"$PY" - "$tmp/deliv.json" "$d0" <<'EOF' || fail "org webhook: the deliveries as recorded by the GitHub server"
+import json, sys
+d = json.load(open(sys.argv[1]))[int(sys.argv[2]):int(sys.argv[2]) + 3]
+codes = [(x["signature"], x["redelivery"], x["status_code"]) for x in d]
+assert codes[0][2] in (200, 202), codes
+assert codes[1][0] == "bad" and codes[1][2] == 401, codes
+assert codes[2][1] and codes[2][2] == 409, codes
+EOF
+cid=$(new_cvm "$before")
+check "$job" "org webhook" <<EOF
+assert j["status"] == "completed" and j["conclusion"] == "success", (j["status"], j["conclusion"])
+assert "via-webhook" in log
+# the demand came from the delivery: up to the JIT config, no runs were listed (later the
+# agent lists them to find the job its runner took: the runner_name binding)
+ops = [(r["op"], r["path"]) for r in st["requests"] if r["seq"] > $r0 and r["op"]]
+n = [o for o, _ in ops].index("jitconfig")
+assert ops[n][1] == "/orgs/octo-org/actions/runners/generate-jitconfig", ops[n]
+assert not [o for o in ops[:n] if o[0] in ("runs", "run", "jobs")], ("polled for demand", ops[:n])
+assert not st["errors"], st["errors"]
+EOF
+grep -q 'via-webhook' "$tmp/agent.err" || fail "org webhook: the job's output is not in the agent log"
+clean "org webhook"
+echo "ok: organisation scope on phala, webhook demand: forged signature 401, replay 409, the job ran in CVM $cid's box; /healthz ok, /metrics counts the delivery"
 
 echo "PASS (github on phala, ${SECONDS} s)"

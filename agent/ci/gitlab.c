@@ -1451,7 +1451,14 @@ static int final_update(struct gl_run *r, struct tdxr_err *err)
 	char *text;
 	unsigned attempt;
 	int rc = 0, sent;
+	struct http_client *own = NULL, *http = r->tr.http;
 
+	/* The trace's client, or (when the job failed before its trace existed) one of our own. */
+	if (http == NULL) {
+		if ((rc = http_client_new(NULL, &own, err)))
+			return rc;
+		http = own;
+	}
 	job_url(r->j, "", url, sizeof(url));
 	snprintf(cks, sizeof(cks), "crc32:%08x", r->tr.crc);
 	o = json_pack("{s:s,s:s,s:s,s:{s:s,s:I}}", "token", tdxr_secret_str(r->j->token), "state",
@@ -1464,8 +1471,10 @@ static int final_update(struct gl_run *r, struct tdxr_err *err)
 	}
 	text = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
-	if (text == NULL)
+	if (text == NULL) {
+		http_client_free(own);
 		return tdxr_err_set(err, TDXR_ENOMEM, "out of memory");
+	}
 	http_response_init(&rs);
 	for (attempt = 0; attempt < 60; attempt++) {
 		long wait;
@@ -1480,7 +1489,7 @@ static int final_update(struct gl_run *r, struct tdxr_err *err)
 		rq.headers = hdrs;
 		rq.body = text;
 		rq.body_len = strlen(text);
-		rc = sent = http_request_send(r->tr.http, &rq, &rs, err);
+		rc = sent = http_request_send(http, &rq, &rs, err);
 		if (rc == 0 && rs.status == 200) {
 			break;
 		} else if (rc == 0 && rs.status == 202) {
@@ -1511,6 +1520,7 @@ static int final_update(struct gl_run *r, struct tdxr_err *err)
 	http_response_dispose(&rs);
 	OPENSSL_cleanse(text, strlen(text));
 	free(text);
+	http_client_free(own);
 	return rc;
 }
 

@@ -282,9 +282,11 @@ rq = j["requests"]
 faults = [str(r["fault"]) for r in rq if r["op"] == "trace" and r["fault"]]
 assert sorted(faults) == sorted(["500", "500", "reset", "416", "after:close"]), faults
 assert j["trace"]["range_errors"] >= 1, j["trace"]
-# the final PUTs: 500 (injected), 202, 202, 200
+# the final PUTs: the injected 500 and two 202s, in either order (the 500 is injected while the
+# job runs, and a fast job under load can send its first final PUT before it is), then 200
 fin = [r for r in rq if r["op"] == "update" and (r["fault"] or (r["body"] or {}).get("state") in ("success", "failed"))]
-assert [r["status"] for r in fin] == [500, 202, 202, 200], [(r["status"], r["fault"], r["body"]) for r in fin]
+st = [r["status"] for r in fin]
+assert sorted(st[:-1]) == [202, 202, 500] and st[-1] == 200, [(r["status"], r["fault"], r["body"]) for r in fin]
 arts = [r["status"] for r in rq if r["op"] == "artifacts"]
 assert arts == [503, 201], arts
 a = j["artifacts"][-1]

@@ -10,7 +10,7 @@ for t in /usr/sbin/sshd rsync ssh-keygen python3 git; do
 done
 tmp=$(mktemp -d /tmp/tdxr-run-XXXXXX)
 state=$tmp/s
-cleanup() { "$bin" reap --config "$tmp/cfg.json" >/dev/null 2>&1 || true; rm -rf "$tmp"; }
+cleanup() { "$bin" reap --all --config "$tmp/cfg.json" >/dev/null 2>&1 || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 printf '{"state_dir": "%s"}' "$state" >"$tmp/cfg.json"

@@ -630,6 +630,20 @@ fail:
 
 /* ---- the reaper ---- */
 
+/* Removes a lease's key directory (<state_dir>/keys/<id>) and the files paths_init names. */
+static void key_dir_remove(const char *dir)
+{
+	static const char *const files[] = { "id_ed25519", "id_ed25519.pub", "lease.json", "sync-state" };
+	char p[PATH_MAX + 32];
+	size_t i;
+
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
+		unlink(p);
+	}
+	rmdir(dir);
+}
+
 /* Destroys the box of a claim we hold and removes the claim and its keys; the handle is
  * consumed. On failure the claim stays for a later reap. */
 static int destroy_claimed(const struct config *cfg, const struct exec_ops *ops, struct lease_handle *h,
@@ -661,18 +675,8 @@ static int destroy_claimed(const struct config *cfg, const struct exec_ops *ops,
 		return rc;
 	}
 	/* The per-lease key directory goes with it. */
-	if ((size_t)snprintf(kd, sizeof(kd), "%s/keys/%s", cfg->state_dir, c->id) < sizeof(kd)) {
-		static const char *const files[] = { "id_ed25519", "id_ed25519.pub", "lease.json",
-			                             "sync-state" };
-		char p[PATH_MAX + 32];
-		size_t k;
-
-		for (k = 0; k < sizeof(files) / sizeof(files[0]); k++) {
-			snprintf(p, sizeof(p), "%s/%s", kd, files[k]);
-			unlink(p);
-		}
-		rmdir(kd);
-	}
+	if ((size_t)snprintf(kd, sizeof(kd), "%s/keys/%s", cfg->state_dir, c->id) < sizeof(kd))
+		key_dir_remove(kd);
 	lease_claim_remove(h, NULL);
 	return 0;
 }
@@ -939,18 +943,8 @@ int box_release(struct box *b, struct tdxr_err *err)
 	if (lease_claim_remove(b->claim, &e))
 		TDXR_WARN("box", "lease %s: %s", b->lease_id, e.msg);
 	b->claim = NULL;
-	if (b->key_dir[0]) {
-		char p[PATH_MAX + 16];
-		static const char *const files[] = { "id_ed25519", "id_ed25519.pub", "lease.json",
-			                             "sync-state" };
-		size_t i;
-
-		for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-			snprintf(p, sizeof(p), "%s/%s", b->key_dir, files[i]);
-			unlink(p);
-		}
-		rmdir(b->key_dir);
-	}
+	if (b->key_dir[0])
+		key_dir_remove(b->key_dir);
 	phase(b, "release");
 	return 0;
 }
